@@ -1,0 +1,38 @@
+"""Typed configuration from the environment (prefix `PROVISIONING_`), and the Unified.to token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "employee-provisioning"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROVISIONING_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    # e.g. postgresql+psycopg://user@host:5432/provisioning; default: a SQLite file in data_dir
+    database_url: str | None = None
+    unified_base_url: str = "https://api.unified.to"
+
+
+class UnifiedCredentials(BaseSettings):
+    """The Unified.to workspace token: from `UNIFIED_API_TOKEN`, else a Prefect Secret block."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    unified_api_token: SecretStr | None = Field(default=None)
+
+
+def get_settings() -> Settings:
+    return Settings()
+
+
+def database_url(settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{settings.data_dir / 'provisioning.db'}"

@@ -1,0 +1,43 @@
+"""Typed source errors, sorted into transient (worth retrying) and permanent (fail at once).
+
+Messages name the tenant and the cause, never a token or a personal attribute.
+"""
+
+from __future__ import annotations
+
+
+class SourceError(Exception):
+    """Base of every error a source client raises."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, tenant: str, status: int | None = None) -> None:
+        super().__init__(f"tenant {tenant}: {message}")
+        self.tenant = tenant
+        self.status = status
+
+
+class TransientSourceError(SourceError):
+    """Rate limits, 5xx, timeouts, dropped connections: still failing after the client's own retries."""
+
+    transient = True
+
+
+class PermanentSourceError(SourceError):
+    """Retrying cannot help: bad credentials, unknown connection, bad request, unreadable payload."""
+
+
+class SourceAuthError(PermanentSourceError):
+    """401 or 403: the token is wrong, expired, or lacks permission; or the connection is paused."""
+
+
+class SourceNotFoundError(PermanentSourceError):
+    """404: the connection id (or the endpoint) does not exist."""
+
+
+class SourceRequestError(PermanentSourceError):
+    """400 and other 4xx: the request was refused as malformed."""
+
+
+class MalformedPayloadError(PermanentSourceError):
+    """The body is not the JSON array the API promises."""

@@ -1,0 +1,57 @@
+"""The normalized source frames every source client produces: the only shapes that leave `sources/`.
+
+Only the allowed attributes survive (design.md): user id, names, display name, employment status,
+email; group id, name and parent. Everything else is dropped while the payload is parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+# One row per source record as read, in the order read. `record` is the 0-based position in the
+# listing, so a record without a usable id can still be named in a report. `problem` is null for a
+# record the edge could read, else the reason it cannot be used (no usable email, unknown status, ...).
+USER_SCHEMA: dict[str, pl.DataType] = {
+    "record": pl.Int64(),
+    "user_id": pl.String(),
+    "email": pl.String(),  # the chosen address, trimmed, as the source spells it
+    "email_norm": pl.String(),  # NFC + casefold of `email`: what matching compares
+    "first_name": pl.String(),
+    "last_name": pl.String(),
+    "display_name": pl.String(),
+    "employment_status": pl.String(),  # "active" | "inactive"
+    "problem": pl.String(),
+}
+
+# Direct memberships as the source states them (group.user_ids and employee.groups[]), deduplicated.
+MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {"group_id": pl.String(), "user_id": pl.String()}
+
+# One row per group id; `parent_id` is null for a root group.
+GROUP_SCHEMA: dict[str, pl.DataType] = {
+    "group_id": pl.String(),
+    "name": pl.String(),
+    "parent_id": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class SourceSnapshot:
+    """Everything one extract read from a source."""
+
+    users: pl.DataFrame
+    memberships: pl.DataFrame
+    groups: pl.DataFrame
+
+
+def empty_users() -> pl.DataFrame:
+    return pl.DataFrame(schema=USER_SCHEMA)
+
+
+def empty_memberships() -> pl.DataFrame:
+    return pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
+
+
+def empty_groups() -> pl.DataFrame:
+    return pl.DataFrame(schema=GROUP_SCHEMA)
