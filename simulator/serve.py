@@ -1,0 +1,105 @@
+"""Serving the simulator over real HTTP: blocking (`provision simulator`) or in a background thread.
+
+    with running_simulator(create_app(generate_dataset(1000, seed=1))) as base_url:
+        client = UnifiedClient(base_url=base_url, token=SecretStr("sim-token"), connection_id="conn-demo", ...)
+
+The access log is off: paths carry no personal data, but there is no need for the noise either, and
+no body is ever logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from simulator.app import create_app
+from simulator.generator import generate_dataset
+from simulator.source import SimulatorSource
+
+
+def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+        ws="none",  # no websocket library import (and none of its deprecation warnings)
+        timeout_graceful_shutdown=2,
+    )
+
+
+def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve `app` until interrupted (Ctrl-C)."""
+    uvicorn.Server(_config(app, host, port)).run()
+
+
+@contextlib.contextmanager
+def running_simulator(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` on a background thread; yield its base URL once it accepts connections; stop on exit.
+
+    `port=0` picks a free port (the socket is bound here, before uvicorn starts, so there is no race).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        bound_port = sock.getsockname()[1]
+        server = uvicorn.Server(_config(app, host, bound_port))
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # surfaced to the caller below, not swallowed
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, name=f"simulator-{bound_port}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if errors or not thread.is_alive():
+                raise RuntimeError("the simulator failed to start") from (errors[0] if errors else None)
+            if time.monotonic() > deadline:
+                server.should_exit = True
+                raise RuntimeError("the simulator did not start within 10 s")
+            time.sleep(0.005)
+        url_host = f"[{host}]" if ":" in host else host
+        try:
+            yield f"http://{url_host}:{bound_port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            if errors:
+                raise RuntimeError("the simulator crashed") from errors[0]
+    finally:
+        sock.close()
+
+
+def run_simulator_command(
+    port: int,
+    users: int = 1000,
+    seed: int = 0,
+    dataset: str | Path | None = None,
+    connection_id: str = "conn-demo",
+    token: str = "sim-token",
+    host: str = "127.0.0.1",
+) -> None:
+    """What `provision simulator` runs: serve a generated tenant (or a dataset file) until interrupted."""
+    source = SimulatorSource(path=dataset) if dataset is not None else SimulatorSource(generate_dataset(users, seed))
+    app = create_app(source, connection_id=connection_id, token=token)
+    what = f"dataset {dataset}" if dataset is not None else f"{users} generated users (seed {seed})"
+    print(
+        f"Unified.to HRIS simulator listening on http://{host}:{port} with {what}: "
+        f"connection id {connection_id}, token {token} (the simulator's own fake token)",
+        flush=True,
+    )
+    serve(app, host=host, port=port)

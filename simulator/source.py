@@ -1,0 +1,122 @@
+"""The data behind the simulator: a dataset dict, or a dataset file that is re-read when it changes.
+
+A dataset is `{"employees": [...], "groups": [...]}` in Unified.to's wire format. The records are
+served as they are, so a dataset may hold deliberately broken records (a string instead of an object,
+an id that is a number, ...) to exercise clients.
+
+A file source stats the file on every request (cheap) and reloads it when its mtime or size changed,
+so a scenario can change the source between two syncs while the simulator keeps running. Write the
+file atomically (write a temporary file, then `os.replace`) so that a request never sees half a file;
+should it anyway, the previous data is kept and the load is retried on the next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulator.faults import PathKind
+
+Dataset = Mapping[str, Any]
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass
+class Listing:
+    """The records of one kind, with an id index and a lazily filled cache of their JSON encodings."""
+
+    records: list[Any]
+    index: dict[str, int] = field(init=False)
+    _encoded: list[bytes | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {}
+        for i, rec in enumerate(self.records):
+            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                self.index.setdefault(rec["id"], i)
+        self._encoded = [None] * len(self.records)
+
+    def encoded(self, i: int) -> bytes:
+        # Benchmarks page through hundreds of thousands of records; encode each one once.
+        enc = self._encoded[i]
+        if enc is None:
+            enc = self._encoded[i] = _encode(self.records[i])
+        return enc
+
+
+@dataclass
+class TenantData:
+    employee: Listing
+    group: Listing
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> TenantData:
+        if not isinstance(dataset, Mapping):
+            raise ValueError("a dataset is an object with 'employees' and 'groups' lists")
+        employees = dataset.get("employees", [])
+        groups = dataset.get("groups", [])
+        if not isinstance(employees, list) or not isinstance(groups, list):
+            raise ValueError("a dataset's 'employees' and 'groups' must be lists")
+        return cls(employee=Listing(list(employees)), group=Listing(list(groups)))
+
+    def listing(self, kind: PathKind) -> Listing:
+        return self.employee if kind == "employee" else self.group
+
+
+class SimulatorSource:
+    """Where the simulator's tenant comes from: an in-memory dataset or a dataset file."""
+
+    def __init__(self, dataset: Dataset | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        if (dataset is None) == (path is None):
+            raise ValueError("give exactly one of a dataset or a path")
+        self._lock = threading.Lock()
+        self._path = Path(path) if path is not None else None
+        self._stat: tuple[int, int] | None = None
+        if dataset is not None:
+            self._data = TenantData.from_dataset(dataset)
+        else:
+            self._data = self._load_file()  # a broken file at start-up is an error, not a silent empty tenant
+
+    @classmethod
+    def coerce(cls, source: SimulatorSource | Dataset | str | os.PathLike[str]) -> SimulatorSource:
+        if isinstance(source, SimulatorSource):
+            return source
+        if isinstance(source, str | os.PathLike):
+            return cls(path=source)
+        return cls(source)
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def replace(self, dataset: Dataset) -> None:
+        """Swap the served tenant (in-memory sources; for a file source, rewrite the file instead)."""
+        self._data = TenantData.from_dataset(dataset)
+
+    def current(self) -> TenantData:
+        if self._path is not None:
+            try:
+                st = self._path.stat()
+            except OSError:
+                return self._data  # mid-replace on some filesystems: serve what we have
+            if (st.st_mtime_ns, st.st_size) != self._stat:
+                # A half-written file: keep the previous data and retry on the next request.
+                with self._lock, contextlib.suppress(OSError, ValueError):
+                    self._data = self._load_file()
+        return self._data
+
+    def _load_file(self) -> TenantData:
+        assert self._path is not None
+        st = self._path.stat()
+        data = TenantData.from_dataset(json.loads(self._path.read_bytes()))
+        self._stat = (st.st_mtime_ns, st.st_size)
+        return data
