@@ -36,3 +36,30 @@ def database_url(settings: Settings | None = None) -> str:
     if settings.database_url:
         return settings.database_url
     return f"sqlite:///{settings.data_dir / 'provisioning.db'}"
+
+
+SECRET_BLOCK_NAME = "unified-api-token"
+
+
+class MissingTokenError(Exception):
+    """No Unified.to token is configured."""
+
+
+def unified_token() -> SecretStr:
+    """The Unified.to workspace token: `UNIFIED_API_TOKEN`, else the Prefect Secret block `unified-api-token`.
+
+    Unwrapped only where the Authorization header is built; never logged, stored or returned.
+    """
+    token = UnifiedCredentials().unified_api_token
+    if token is not None and token.get_secret_value():
+        return token
+    try:
+        from prefect.blocks.system import Secret
+
+        block = Secret.load(SECRET_BLOCK_NAME)
+        return SecretStr(str(block.get()))
+    except Exception as exc:  # no server, no block: both mean "not configured"
+        raise MissingTokenError(
+            "No Unified.to API token: set UNIFIED_API_TOKEN or create the Prefect Secret block "
+            f"{SECRET_BLOCK_NAME!r} ({type(exc).__name__} when loading it)."
+        ) from None

@@ -1,0 +1,116 @@
+"""The per-tenant sync flow: wires the stages of design.md together, and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from settings import MissingTokenError
+from sources.errors import SourceError
+from store.db import make_engine
+from store.repo import StoreError, finish_run, integration_settings, replace_groups, start_run
+from tasks.extract import SourceConfig, extract_task
+from tasks.filter import filter_task
+from tasks.flatten import flatten_task
+from tasks.load import load_task
+from tasks.match import match_task
+from tasks.report import count, publish, report_task, summary_markdown, totals
+from tasks.validate import (
+    Guard,
+    GuardTripped,
+    InvalidPlanError,
+    MostlyInvalidError,
+    validate_plan_task,
+    validate_source_task,
+)
+
+# Errors whose message is written for a person and carries no secret and no personal data.
+EXPLAINED = (SourceError, StoreError, MissingTokenError, MostlyInvalidError, InvalidPlanError, GuardTripped)
+
+
+def describe(exc: BaseException) -> str:
+    """What a run row and an artifact may say about a failure."""
+    if isinstance(exc, EXPLAINED):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}; the worker's log has the traceback"
+
+
+@flow(name="sync-tenant", flow_run_name="sync-{tenant}")
+def sync_tenant(
+    tenant: str, dry_run: bool = False, override_guard: bool = False, trigger: str = "manual"
+) -> dict[str, Any]:
+    """Sync one tenant's employees with its source. Returns the run id, outcome, counts and totals."""
+    engine = make_engine()
+    integration = integration_settings(engine, tenant)
+    config = SourceConfig(
+        tenant=tenant,
+        source=integration.source,
+        provider=integration.provider,
+        connection_id=integration.connection_id,
+        base_url=integration.base_url,
+    )
+    guard = Guard(max_share=integration.guard_max_share, min_count=integration.guard_min_count)
+    parameters = {"dry_run": dry_run, "override_guard": override_guard}
+    run_id = start_run(
+        engine,
+        tenant,
+        trigger=trigger,
+        parameters=parameters,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        dry_run=dry_run,
+    )
+    stage = "extract"
+    try:
+        snapshot = extract_task(config)
+        stage = "flatten"
+        flat = flatten_task(snapshot.groups, snapshot.memberships, snapshot.users)
+        replace_groups(engine, tenant, flat.groups)
+        stage = "filter"
+        scope = filter_task(
+            snapshot.users, flat.memberships, flat.groups, list(integration.selected_group_ids), integration.all_users
+        )
+        stage = "validate"
+        validated = validate_source_task(scope.users)
+        stage = "match"
+        plan = match_task(tenant, validated.users, validated.held_user_ids)
+        stage = "validate"
+        plan, stop_reason = validate_plan_task(plan, snapshot.users.height, guard, override_guard)
+        counts = count(
+            plan,
+            fetched=snapshot.users.height,
+            filtered_out=scope.filtered_out,
+            invalid=validated.quarantine.height,
+        )
+        outcome = "stopped_by_guard" if stop_reason else "succeeded"
+        if not stop_reason:
+            stage = "load"
+            load_task(tenant, run_id, plan, validated.quarantine, dry_run)
+        stage = "report"
+        note = f"Stopped before loading: {stop_reason}. Nothing was changed." if stop_reason else None
+        if dry_run and not stop_reason:
+            note = "Dry run: nothing was written to the employee table."
+        finish_run(engine, run_id, outcome=outcome, counts=counts, error=stop_reason)
+        markdown = summary_markdown(
+            tenant=tenant,
+            outcome=outcome,
+            counts=counts,
+            quarantine=validated.quarantine,
+            plan=plan,
+            missing_groups=scope.missing_groups,
+            note=note,
+        )
+        report_task(tenant, counts, markdown)
+    except Exception as exc:
+        finish_run(engine, run_id, outcome="failed", failed_stage=stage, error=describe(exc))
+        publish(
+            tenant,
+            {},
+            f"# Sync of tenant `{tenant}` failed in stage {stage}\n\n{describe(exc)}\n\n"
+            "Nothing was changed: the employee table is as it was before the run.",
+        )
+        raise
+    if stop_reason:
+        raise GuardTripped(f"tenant {tenant}: {stop_reason}; re-run with override_guard=True to apply it")
+    return {"run_id": run_id, "outcome": outcome, "dry_run": dry_run, "counts": counts, "totals": totals(plan)}

@@ -1,0 +1,45 @@
+"""The contract a source user must meet before it may be matched to an employee."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+# Deliberately loose: the edge already ran email-validator; this catches what slipped past a
+# source-specific normalizer (spaces, several @, an empty side).
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class SourceUserSchema(pa.DataFrameModel):
+    record: int = pa.Field(nullable=False)
+    user_id: str = pa.Field(nullable=False, unique=True, str_length={"min_value": 1})
+    email: str = pa.Field(nullable=False, str_matches=EMAIL_PATTERN)
+    email_norm: str = pa.Field(nullable=False)
+    first_name: str = pa.Field(nullable=True)
+    last_name: str = pa.Field(nullable=True)
+    display_name: str = pa.Field(nullable=True)
+    employment_status: str = pa.Field(nullable=False, isin=["active", "inactive"])
+    # The edge's own finding about a record; a set `problem` quarantines it with that reason.
+    problem: str = pa.Field(nullable=True)
+
+    @pa.check("problem", name="no_problem_at_the_edge")
+    @classmethod
+    def problem_is_null(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col(data.key).is_null())
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+# What a failed check means to an admin, by (column, check name).
+REASONS: dict[tuple[str, str], str] = {
+    ("user_id", "not_nullable"): "missing id",
+    ("user_id", "field_uniqueness"): "duplicate id",
+    ("user_id", "str_length"): "empty id",
+    ("email", "not_nullable"): "no usable email",
+    ("email", "str_matches"): "email is not a valid address",
+    ("email_norm", "not_nullable"): "no usable email",
+    ("employment_status", "not_nullable"): "missing employment_status",
+    ("employment_status", "isin"): "unknown employment_status",
+}

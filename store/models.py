@@ -1,0 +1,156 @@
+"""The employee store: tenants, their integration, employees, source groups, runs and run changes.
+
+Every table that holds a tenant's data carries `tenant_id`, and every query of the sync filters on it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so that migrations read the same on SQLite and Postgres.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Integration(Base):
+    """A tenant's one connection to one source. Holds no secret: the token lives in its own store."""
+
+    __tablename__ = "integrations"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40), default="unified")
+    provider: Mapped[str] = mapped_column(String(40))
+    connection_id: Mapped[str] = mapped_column(String(200))
+    base_url: Mapped[str] = mapped_column(String(500))
+    selected_group_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    all_users: Mapped[bool] = mapped_column(Boolean, default=False)
+    schedule_cron: Mapped[str | None] = mapped_column(String(100), default=None)
+    schedule_interval_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    schedule_timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Mass-change guard: stop when more than this share AND at least this many synced employees
+    # would be flagged in one run.
+    guard_max_share: Mapped[float] = mapped_column(Float, default=0.10)
+    guard_min_count: Mapped[int] = mapped_column(Integer, default=10)
+    state: Mapped[str] = mapped_column(String(20), default="active")  # active | disconnected
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Employee(Base):
+    __tablename__ = "employees"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email_norm", name="uq_employees_tenant_email"),
+        # NULL links are distinct on both dialects, so unlinked employees never collide.
+        UniqueConstraint("tenant_id", "source_user_id", name="uq_employees_tenant_link"),
+        Index("ix_employees_tenant_status", "tenant_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    email_norm: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    display_name: Mapped[str | None] = mapped_column(String(400))
+    employment_status: Mapped[str | None] = mapped_column(String(20))  # active | inactive, from the source
+    source_user_id: Mapped[str | None] = mapped_column(String(200))  # the link
+    status: Mapped[str] = mapped_column(String(20), default="unmanaged")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SourceGroup(Base):
+    """The flattened group list of a tenant's source, refreshed by every read of it (for the filter)."""
+
+    __tablename__ = "source_groups"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(400))
+    parent_id: Mapped[str | None] = mapped_column(String(200))
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_tenant_started", "tenant_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    trigger: Mapped[str] = mapped_column(String(20))  # cli | manual | schedule | backfill
+    parameters: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # running | succeeded | failed | stopped_by_guard
+    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    failed_stage: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+    counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+
+
+class RunChange(Base):
+    """One outcome record of a run: an employee's action and the fields it changed, old and new.
+
+    Conflicts and quarantined source users are recorded too (by source id and reason, no other data).
+    """
+
+    __tablename__ = "run_changes"
+    __table_args__ = (Index("ix_run_changes_run", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    employee_id: Mapped[int | None] = mapped_column(Integer)
+    source_user_id: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_fields: Mapped[str | None] = mapped_column(String(200))  # comma-separated
+    old_email: Mapped[str | None] = mapped_column(String(320))
+    new_email: Mapped[str | None] = mapped_column(String(320))
+    old_first_name: Mapped[str | None] = mapped_column(String(200))
+    new_first_name: Mapped[str | None] = mapped_column(String(200))
+    old_last_name: Mapped[str | None] = mapped_column(String(200))
+    new_last_name: Mapped[str | None] = mapped_column(String(200))
+    old_display_name: Mapped[str | None] = mapped_column(String(400))
+    new_display_name: Mapped[str | None] = mapped_column(String(400))
+    old_status: Mapped[str | None] = mapped_column(String(20))
+    new_status: Mapped[str | None] = mapped_column(String(20))

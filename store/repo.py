@@ -1,0 +1,291 @@
+"""What the CLI and the flow read and write outside the load: tenants, integrations, runs, listings."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from schemas.employees import EMPLOYEE_SCHEMA
+from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
+
+
+class StoreError(Exception):
+    """A request the store cannot honour; the message is one sentence for the person who asked."""
+
+
+def normalize_email(email: str) -> str:
+    """How emails are compared: trimmed, Unicode NFC, case-folded."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", email.strip()).casefold())
+
+
+def get_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise StoreError(f"Unknown tenant {tenant_id!r}; create it with `provision tenant add {tenant_id}`.")
+    return tenant
+
+
+def add_tenant(engine: Engine, tenant_id: str, name: str | None = None) -> Tenant:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        if session.get(Tenant, tenant_id) is not None:
+            raise StoreError(f"Tenant {tenant_id!r} already exists.")
+        tenant = Tenant(id=tenant_id, name=name or tenant_id)
+        session.add(tenant)
+    return tenant
+
+
+def active_integration(session: Session, tenant_id: str) -> Integration:
+    get_tenant(session, tenant_id)
+    integration = session.get(Integration, tenant_id)
+    if integration is None or integration.state != "active":
+        raise StoreError(
+            f"Tenant {tenant_id!r} has no active integration; connect one with `provision connect {tenant_id}`."
+        )
+    return integration
+
+
+def connect(
+    engine: Engine,
+    tenant_id: str,
+    *,
+    provider: str,
+    connection_id: str,
+    base_url: str,
+    source: str = "unified",
+) -> Integration:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        get_tenant(session, tenant_id)
+        integration = session.get(Integration, tenant_id)
+        if integration is None:
+            integration = Integration(tenant_id=tenant_id, selected_group_ids=[], all_users=False)
+            session.add(integration)
+        elif integration.state == "active" and integration.connection_id != connection_id:
+            raise StoreError(
+                f"Tenant {tenant_id!r} is already connected to {integration.connection_id!r}; disconnect it first."
+            )
+        integration.source = source
+        integration.provider = provider
+        integration.connection_id = connection_id
+        integration.base_url = base_url
+        integration.state = "active"
+        integration.updated_at = utcnow()
+    return integration
+
+
+def disconnect(engine: Engine, tenant_id: str) -> int:
+    """End the integration: employees stay, become `unmanaged` and lose their link. Returns how many."""
+    with Session(engine) as session, session.begin():
+        integration = active_integration(session, tenant_id)
+        integration.state = "disconnected"
+        integration.schedule_cron = None
+        integration.schedule_interval_seconds = None
+        result = session.execute(
+            update(Employee)
+            .where(Employee.tenant_id == tenant_id)
+            .values(status="unmanaged", source_user_id=None, updated_at=utcnow())
+        )
+        return int(result.rowcount or 0)
+
+
+def select_groups(engine: Engine, tenant_id: str, group_ids: Sequence[str], *, all_users: bool) -> None:
+    with Session(engine) as session, session.begin():
+        integration = active_integration(session, tenant_id)
+        if not all_users:
+            if not group_ids:
+                raise StoreError("Select at least one group with --group, or all users with --all-users.")
+            known = set(session.scalars(select(SourceGroup.group_id).where(SourceGroup.tenant_id == tenant_id)))
+            unknown = sorted(set(group_ids) - known)
+            if unknown:
+                raise StoreError(
+                    f"Unknown group id(s) {', '.join(unknown)} for tenant {tenant_id!r}; "
+                    f"`provision groups {tenant_id}` lists them."
+                )
+        integration.selected_group_ids = [] if all_users else list(dict.fromkeys(group_ids))
+        integration.all_users = all_users
+        integration.updated_at = utcnow()
+
+
+def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str, last_name: str) -> Employee:
+    """An employee created by hand: unlinked, so the next sync matches it by email."""
+    email = email.strip()
+    if "@" not in email or any(c.isspace() for c in email):
+        raise StoreError(f"{email!r} is not an email address.")
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        get_tenant(session, tenant_id)
+        norm = normalize_email(email)
+        clash = session.scalar(select(Employee.id).where(Employee.tenant_id == tenant_id, Employee.email_norm == norm))
+        if clash is not None:
+            raise StoreError(f"Tenant {tenant_id!r} already has an employee with that email.")
+        employee = Employee(
+            tenant_id=tenant_id,
+            email=email,
+            email_norm=norm,
+            first_name=first_name,
+            last_name=last_name,
+            display_name=f"{first_name} {last_name}".strip(),
+            status="unmanaged",
+        )
+        session.add(employee)
+    return employee
+
+
+EMPLOYEE_COLUMNS = [
+    Employee.id.label("employee_id"),
+    Employee.email,
+    Employee.email_norm,
+    Employee.first_name,
+    Employee.last_name,
+    Employee.display_name,
+    Employee.employment_status,
+    Employee.source_user_id,
+    Employee.status,
+]
+
+
+def read_employees(engine: Engine, tenant_id: str) -> pl.DataFrame:
+    """The tenant's employees as the match stage wants them (EMPLOYEE_SCHEMA), in one query."""
+    query = select(*EMPLOYEE_COLUMNS).where(Employee.tenant_id == tenant_id).order_by(Employee.id)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pl.DataFrame(rows, schema=EMPLOYEE_SCHEMA, orient="row")
+
+
+def list_employees(engine: Engine, tenant_id: str, status: str | None = None) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        get_tenant(session, tenant_id)
+        query = select(Employee).where(Employee.tenant_id == tenant_id)
+        if status:
+            query = query.where(Employee.status == status)
+        return [
+            {
+                "email": e.email,
+                "first_name": e.first_name,
+                "last_name": e.last_name,
+                "display_name": e.display_name,
+                "status": e.status,
+                "link": e.source_user_id,
+            }
+            for e in session.scalars(query.order_by(Employee.email_norm))
+        ]
+
+
+def status_totals(engine: Engine, tenant_id: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Employee.status, func.count()).where(Employee.tenant_id == tenant_id).group_by(Employee.status)
+        ).all()
+    return {status: int(n) for status, n in rows}
+
+
+def replace_groups(engine: Engine, tenant_id: str, groups: pl.DataFrame) -> None:
+    """Store the flattened group list the source returned (the filter screen's list)."""
+    now = utcnow()
+    rows = [{**row, "tenant_id": tenant_id, "refreshed_at": now} for row in groups.iter_rows(named=True)]
+    with engine.begin() as conn:
+        conn.execute(delete(SourceGroup).where(SourceGroup.tenant_id == tenant_id))
+        if rows:
+            conn.execute(insert(SourceGroup), rows)
+
+
+def start_run(
+    engine: Engine,
+    tenant_id: str,
+    *,
+    trigger: str,
+    parameters: dict[str, Any],
+    flow_run_id: str | None,
+    dry_run: bool,
+) -> str:
+    run_id = str(uuid.uuid4())
+    with Session(engine) as session, session.begin():
+        get_tenant(session, tenant_id)
+        session.add(
+            Run(
+                id=run_id,
+                tenant_id=tenant_id,
+                trigger=trigger,
+                parameters=parameters,
+                flow_run_id=flow_run_id,
+                dry_run=dry_run,
+                outcome="running",
+                counts={},
+            )
+        )
+    return run_id
+
+
+def finish_run(
+    engine: Engine,
+    run_id: str,
+    *,
+    outcome: str,
+    counts: dict[str, int] | None = None,
+    failed_stage: str | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {
+        "outcome": outcome,
+        "ended_at": utcnow(),
+        "failed_stage": failed_stage,
+        "error": error,
+    }
+    if counts is not None:
+        values["counts"] = counts
+    with engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def list_runs(engine: Engine, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        get_tenant(session, tenant_id)
+        runs = session.scalars(
+            select(Run).where(Run.tenant_id == tenant_id).order_by(Run.started_at.desc()).limit(limit)
+        )
+        return [_run_dict(r) for r in runs]
+
+
+def _run_dict(run: Run) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "run_id": run.id,
+        "flow_run_id": run.flow_run_id,
+        "trigger": run.trigger,
+        "dry_run": run.dry_run,
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "outcome": run.outcome,
+        "failed_stage": run.failed_stage,
+        "error": run.error,
+        "counts": run.counts,
+    }
+
+
+def run_changes(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        changes = session.scalars(select(RunChange).where(RunChange.run_id == run_id).order_by(RunChange.id))
+        return [
+            {c.name: getattr(change, c.name) for c in RunChange.__table__.columns if c.name != "id"}
+            for change in changes
+        ]
+
+
+def integration_settings(engine: Engine, tenant_id: str) -> Integration:
+    """The tenant's active integration, detached from its session, for a run to read."""
+    with Session(engine, expire_on_commit=False) as session:
+        integration = active_integration(session, tenant_id)
+        if not integration.all_users and not integration.selected_group_ids:
+            raise StoreError(
+                f"Tenant {tenant_id!r} has no groups selected; choose them with "
+                f"`provision filter {tenant_id} --group ID` or `--all-users`."
+            )
+        session.expunge(integration)
+        return integration

@@ -1,0 +1,19 @@
+"""Load and flag: apply the checked plan in one transaction (store/load.py does the SQL)."""
+
+from __future__ import annotations
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from store.db import make_engine
+from store.load import apply_plan
+
+__all__ = ["apply_plan", "load_task"]
+
+
+# Not retried: the load is one transaction, so a failure leaves nothing half-written, and a blind
+# retry of a write is the engineer's call (re-run the flow), not the orchestrator's.
+@task(name="load and flag", cache_policy=NO_CACHE, persist_result=False)
+def load_task(tenant: str, run_id: str, plan: pl.DataFrame, quarantine: pl.DataFrame, dry_run: bool) -> int:
+    return apply_plan(make_engine(), tenant_id=tenant, run_id=run_id, plan=plan, quarantine=quarantine, dry_run=dry_run)

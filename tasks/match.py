@@ -1,0 +1,219 @@
+"""Match source users to the tenant's employees and decide one action for each (design.md, rules 1-6).
+
+Set-based: every rule is a polars join; no loop or query per employee.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.employees import EMPLOYEE_SCHEMA
+from schemas.plan import FIELDS
+from store.db import make_engine
+from store.repo import read_employees
+
+__all__ = ["EMPLOYEE_SCHEMA", "PLAN_COLUMNS", "match", "match_task"]
+
+PLAN_COLUMNS = [
+    "employee_id",
+    "source_user_id",
+    "action",
+    "reason",
+    "old_email",
+    "new_email",
+    "new_email_norm",
+    "old_first_name",
+    "new_first_name",
+    "old_last_name",
+    "new_last_name",
+    "old_display_name",
+    "new_display_name",
+    "old_status",
+    "new_status",
+    "new_employment_status",
+    "changed_fields",
+]
+
+_SOURCE_VALUES = ["email", "first_name", "last_name", "display_name"]
+
+
+def _keep_as_is(employees: pl.DataFrame, action: str, reason: str | None) -> pl.DataFrame:
+    """Plan rows that leave employees exactly as they are."""
+    return employees.select(
+        "employee_id",
+        "source_user_id",
+        action=pl.lit(action),
+        reason=pl.lit(reason, dtype=pl.String()),
+        **{f"old_{f}": pl.col(f) for f in FIELDS},
+        **{f"new_{f}": pl.col(f) for f in FIELDS},
+        new_email_norm=pl.col("email_norm"),
+        new_employment_status=pl.col("employment_status"),
+    )
+
+
+def _changed_fields() -> pl.Expr:
+    changed = [pl.when(pl.col(f"old_{f}").ne_missing(pl.col(f"new_{f}"))).then(pl.lit(f)) for f in FIELDS]
+    return pl.concat_str(changed, separator=",", ignore_nulls=True).replace("", None)
+
+
+def match(
+    users: pl.DataFrame,
+    employees: pl.DataFrame,
+    held_user_ids: pl.Series | None = None,
+) -> pl.DataFrame:
+    """The plan: one row per employee of the tenant and per in-scope source user (PLAN_COLUMNS).
+
+    `users` are the valid in-scope source users (unique ids). `held_user_ids` are ids of in-scope
+    source users that were quarantined: their linked employees are kept exactly as they are, since
+    a record the source still lists is no evidence that the person left.
+    """
+    held = pl.DataFrame(
+        {"source_user_id": held_user_ids if held_user_ids is not None else []},
+        schema={"source_user_id": pl.String()},
+    )
+    source = users.select("user_id", *_SOURCE_VALUES, "email_norm", "employment_status").with_columns(
+        active=pl.col("employment_status") == "active"
+    )
+
+    # Rule 6: two source users with one email. Neither may claim it; whoever holds it keeps it.
+    dup_email = pl.col("email_norm").is_duplicated()
+    duplicates = source.filter(dup_email)
+    source = source.filter(~dup_email)
+    held = pl.concat([held, duplicates.select(source_user_id="user_id")]).unique()
+
+    linked_employees = employees.filter(pl.col("source_user_id").is_not_null())
+    # Rule 1: a link equal to a source user id is that employee.
+    by_id = source.join(
+        linked_employees,
+        left_on="user_id",
+        right_on="source_user_id",
+        how="inner",
+        validate="1:1",
+        suffix="_emp",
+        coalesce=False,
+    )
+    rest = source.join(by_id.select("user_id"), on="user_id", how="anti")
+    # Rule 2: else an unlinked employee with the same email is that employee, and gets the link.
+    by_email = rest.join(
+        employees.filter(pl.col("source_user_id").is_null()),
+        on="email_norm",
+        how="inner",
+        validate="1:1",
+        suffix="_emp",
+        coalesce=False,
+    )
+    unmatched = rest.join(by_email.select("user_id"), on="user_id", how="anti")
+
+    matched = pl.concat(
+        [by_id.with_columns(newly_linked=pl.lit(False)), by_email.with_columns(newly_linked=pl.lit(True))],
+        how="diagonal_relaxed",
+    )
+    # Rule 4: the source is the truth for names and email; status follows the source's status.
+    matched = matched.select(
+        "employee_id",
+        source_user_id=pl.col("user_id"),
+        newly_linked=pl.col("newly_linked"),
+        old_email=pl.col("email_emp"),
+        old_email_norm=pl.col("email_norm_emp"),
+        old_first_name=pl.col("first_name_emp"),
+        old_last_name=pl.col("last_name_emp"),
+        old_display_name=pl.col("display_name_emp"),
+        old_status=pl.col("status"),
+        new_email=pl.col("email"),
+        new_email_norm=pl.col("email_norm"),
+        new_first_name=pl.col("first_name"),
+        new_last_name=pl.col("last_name"),
+        new_display_name=pl.col("display_name"),
+        new_status=pl.when(pl.col("active")).then(pl.lit("synced")).otherwise(pl.lit("terminated")),
+        new_employment_status=pl.col("employment_status"),
+    )
+    # Rule 6: an email change onto an email another employee holds is not applied.
+    taken = employees.select(new_email_norm=pl.col("email_norm"))
+    moves = pl.col("new_email_norm") != pl.col("old_email_norm")
+    collides = matched.filter(moves).join(taken, on="new_email_norm", how="semi")
+    email_conflicts = employees.join(collides.select("employee_id"), on="employee_id", how="semi")
+    matched = matched.join(collides.select("employee_id"), on="employee_id", how="anti")
+
+    status_changed = pl.col("old_status") != pl.col("new_status")
+    matched = matched.with_columns(changed_fields=_changed_fields()).with_columns(
+        action=pl.when(pl.col("newly_linked"))
+        .then(pl.lit("linked"))
+        .when(status_changed & (pl.col("new_status") == "terminated"))
+        .then(pl.lit("terminated"))
+        .when(status_changed & pl.col("old_status").is_in(["terminated", "non_matching"]))
+        .then(pl.lit("reactivated"))
+        .when(pl.col("changed_fields").is_not_null())
+        .then(pl.lit("updated"))
+        .otherwise(pl.lit("unchanged")),
+        reason=pl.lit(None, dtype=pl.String()),
+    )
+
+    # Rule 3: an active source user still unmatched becomes a new employee; an inactive one does not.
+    new_active = unmatched.filter(pl.col("active"))
+    # An email held by an employee linked to someone else is not merged into a new person.
+    reused = new_active.join(employees.select("email_norm"), on="email_norm", how="semi")
+    creates = (
+        new_active.join(reused.select("user_id"), on="user_id", how="anti")
+        .select(
+            employee_id=pl.lit(None, dtype=pl.Int64()),
+            source_user_id=pl.col("user_id"),
+            action=pl.lit("created"),
+            reason=pl.lit(None, dtype=pl.String()),
+            **{f"old_{f}": pl.lit(None, dtype=pl.String()) for f in FIELDS},
+            **{f"new_{f}": pl.col(f) for f in _SOURCE_VALUES},
+            new_status=pl.lit("synced"),
+            new_email_norm=pl.col("email_norm"),
+            new_employment_status=pl.col("employment_status"),
+        )
+        .with_columns(changed_fields=_changed_fields())
+    )
+    skipped = unmatched.filter(~pl.col("active")).select(
+        source_user_id=pl.col("user_id"), action=pl.lit("skipped_inactive")
+    )
+    source_conflicts = pl.concat(
+        [
+            duplicates.select(
+                source_user_id=pl.col("user_id"),
+                reason=pl.lit("another source user has the same email"),
+            ),
+            reused.select(
+                source_user_id=pl.col("user_id"),
+                reason=pl.lit("email already belongs to another employee"),
+            ),
+        ]
+    ).with_columns(action=pl.lit("conflict"))
+
+    # Employees no source user claimed.
+    claimed = pl.concat([matched.select("employee_id"), email_conflicts.select("employee_id")])
+    unclaimed = employees.join(claimed, on="employee_id", how="anti")
+    is_held = pl.col("source_user_id").is_in(held.get_column("source_user_id").implode()).fill_null(False)
+    kept = _keep_as_is(unclaimed.filter(is_held), "kept", "its source user is quarantined or in conflict")
+    unclaimed = unclaimed.filter(~is_held)
+    already = pl.col("status") == "non_matching"
+    still = _keep_as_is(unclaimed.filter(already), "still_non_matching", None)
+    # Rule 5: an employee that matches no source user is flagged, never deleted.
+    flagged = _keep_as_is(unclaimed.filter(~already), "non_matching", None).with_columns(
+        new_status=pl.lit("non_matching")
+    )
+    conflicted = _keep_as_is(
+        email_conflicts, "conflict", "new email already belongs to another employee"
+    )  # linked by id, so its current link already names the source user that asked
+
+    plan = pl.concat(
+        [matched, creates, kept, still, flagged, conflicted, skipped, source_conflicts],
+        how="diagonal_relaxed",
+    )
+    plan = plan.with_columns(
+        changed_fields=pl.when(pl.col("action") == "non_matching")
+        .then(pl.lit("status"))
+        .otherwise(pl.col("changed_fields"))
+    )
+    return plan.select(PLAN_COLUMNS)
+
+
+@task(name="match", cache_policy=NO_CACHE, persist_result=False)
+def match_task(tenant: str, users: pl.DataFrame, held_user_ids: pl.Series) -> pl.DataFrame:
+    """Reads the tenant's employees (one query) and matches them."""
+    return match(users, read_employees(make_engine(), tenant), held_user_ids)

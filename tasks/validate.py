@@ -1,0 +1,127 @@
+"""Validate with pandera: quarantine unusable source users, check the plan, and guard against mass change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.errors
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.plan import PlanSchema
+from schemas.source_users import REASONS, SourceUserSchema
+
+# A run whose in-scope input is mostly invalid fails instead of flagging what is left.
+MAX_INVALID_SHARE = 0.5
+
+QUARANTINE_SCHEMA = {"record": pl.Int64(), "source_user_id": pl.String(), "reason": pl.String()}
+
+
+class MostlyInvalidError(Exception):
+    """More than half of the in-scope source users are unusable: something is wrong upstream."""
+
+
+class InvalidPlanError(Exception):
+    """The plan breaks its own contract: a bug, so nothing is loaded."""
+
+
+class GuardTripped(Exception):
+    """The run would flag too many synced employees at once (design.md, Safety)."""
+
+
+@dataclass(frozen=True)
+class ValidatedUsers:
+    users: pl.DataFrame  # usable source users
+    quarantine: pl.DataFrame  # (record, source_user_id, reason): by source id, never by name or email
+    held_user_ids: pl.Series  # ids of quarantined users: their employees are kept as they are
+
+
+def _reason(column: str, check: str, failure_case: str | None) -> str:
+    if column == "problem":
+        return failure_case or "unusable record"
+    for (col, name), text in REASONS.items():
+        if col == column and check.startswith(name):
+            return text
+    return f"{column} fails {check}"
+
+
+def validate_source_users(users: pl.DataFrame) -> ValidatedUsers:
+    """Split the in-scope source users into usable and quarantined (with every reason found)."""
+    try:
+        SourceUserSchema.validate(users, lazy=True)
+        bad = pl.DataFrame(schema={"index": pl.Int64(), "reason": pl.String()})
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        if "index" not in cases.columns or cases.get_column("index").null_count():
+            raise  # a schema-wide failure (a missing column): the extract broke its contract
+        bad = cases.select(
+            index=pl.col("index").cast(pl.Int64()),
+            reason=pl.struct("column", "check", "failure_case").map_elements(
+                lambda c: _reason(c["column"], c["check"], c["failure_case"]), return_dtype=pl.String()
+            ),
+        )
+    reasons = (
+        bad.unique()
+        .sort("index", "reason")
+        .group_by("index", maintain_order=True)
+        .agg(reason=pl.col("reason").str.join("; "))
+    )
+    indexed = users.with_row_index("index").with_columns(pl.col("index").cast(pl.Int64()))
+    quarantined = indexed.join(reasons, on="index", how="inner", validate="1:1")
+    usable = indexed.join(reasons, on="index", how="anti").drop("index")
+    quarantine = quarantined.select("record", source_user_id=pl.col("user_id"), reason=pl.col("reason"))
+    held = quarantine.get_column("source_user_id").drop_nulls().unique()
+    if users.height and quarantine.height / users.height > MAX_INVALID_SHARE:
+        raise MostlyInvalidError(
+            f"{quarantine.height} of {users.height} source users in scope are unusable; "
+            "the source looks broken, so nothing was changed"
+        )
+    return ValidatedUsers(users=usable, quarantine=quarantine, held_user_ids=held)
+
+
+def validate_plan(plan: pl.DataFrame) -> pl.DataFrame:
+    try:
+        return PlanSchema.validate(plan, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        checks = sorted(set(errors.failure_cases.get_column("check").cast(pl.String()).to_list()))
+        raise InvalidPlanError(f"the match plan breaks its contract: {', '.join(checks)}") from None
+
+
+@dataclass(frozen=True)
+class Guard:
+    max_share: float = 0.10
+    min_count: int = 10
+
+
+def check_guard(plan: pl.DataFrame, *, fetched: int, guard: Guard, override: bool) -> str | None:
+    """Why the run must stop before loading, or None. `override` lets an engineer proceed anyway."""
+    synced = plan.filter(pl.col("old_status") == "synced").height
+    flagged = plan.filter(
+        (pl.col("old_status") == "synced") & pl.col("action").is_in(["non_matching", "terminated"])
+    ).height
+    reason = None
+    if fetched == 0 and synced > 0:
+        reason = f"the source returned no users while the tenant has {synced} synced employees"
+    elif flagged >= guard.min_count and flagged > guard.max_share * synced:
+        reason = (
+            f"the run would flag {flagged} of {synced} synced employees as non_matching or terminated "
+            f"(limit: more than {guard.max_share:.0%} and at least {guard.min_count})"
+        )
+    if reason and override:
+        return None
+    return reason
+
+
+@task(name="validate source users", cache_policy=NO_CACHE, persist_result=False)
+def validate_source_task(users: pl.DataFrame) -> ValidatedUsers:
+    return validate_source_users(users)
+
+
+@task(name="validate plan", cache_policy=NO_CACHE, persist_result=False)
+def validate_plan_task(
+    plan: pl.DataFrame, fetched: int, guard: Guard, override_guard: bool
+) -> tuple[pl.DataFrame, str | None]:
+    """The checked plan, and why the guard stops the run (None: go on)."""
+    plan = validate_plan(plan)
+    return plan, check_guard(plan, fetched=fetched, guard=guard, override=override_guard)
