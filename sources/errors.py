@@ -41,3 +41,7 @@ class SourceRequestError(PermanentSourceError):
 
 class MalformedPayloadError(PermanentSourceError):
     """The body is not the JSON array the API promises."""
+
+
+class PageLimitError(PermanentSourceError):
+    """A listing did not end within the client's page cap: the source may be ignoring `offset`."""

@@ -1,0 +1,329 @@
+"""Unified.to HRIS payloads -> the normalized source frames of `sources.model` (the edge of the pipeline).
+
+Each record is read through a frozen pydantic model with `extra="ignore"`: every field the pipeline
+does not need (birthdays, phones, titles, ...) is dropped here, on purpose, before anything is logged
+or stored. A record that cannot be used is kept as a row with a `problem` (never a crash), so that
+reports can name it by source id or position; problems never quote the personal value itself.
+
+Email syntax is checked with `email-validator` (no DNS). It costs ~45 µs per address, too slow for
+100k users, so a conservative regex first accepts the plain addresses it is sure email-validator
+accepts too (a property test holds it to that); everything else goes through email-validator.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, USER_SCHEMA, SourceSnapshot
+
+MAX_NAME_LENGTH = 200
+
+# Problems, as they appear in reports. They identify nothing personal.
+MISSING_ID = "missing id"
+ID_NOT_STRING = "id is not a string"
+NOT_AN_OBJECT = "record is not an object"
+NO_EMAIL = "no work or other email"
+INVALID_EMAIL = "email is not a valid address"
+CONTROL_CHARS = "name contains control characters"
+NAME_TOO_LONG = f"name longer than {MAX_NAME_LENGTH} characters"
+UNKNOWN_STATUS = "unknown employment_status"
+
+
+def wrong_type(field: str) -> str:
+    return f"{field} has the wrong type"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class HrisEmail(_Record):
+    email: str | None = None
+    type: str | None = None
+
+
+class HrisGroupRef(_Record):
+    """An entry of `employee.groups[]`: only its id is used (a membership)."""
+
+    id: str | None = None
+
+
+class HrisEmployee(_Record):
+    """The subset of Unified's HrisEmployee the pipeline may keep."""
+
+    id: str | None = None
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    emails: list[HrisEmail] | None = None
+    employment_status: str | None = None
+    groups: list[HrisGroupRef] | None = None
+
+
+class HrisGroup(_Record):
+    """The subset of Unified's HrisGroup the pipeline may keep."""
+
+    id: str | None = None
+    name: str | None = None
+    parent_id: str | None = None
+    user_ids: list[Any] | None = None  # non-string entries are skipped, not fatal
+
+
+# ---- emails -----------------------------------------------------------------------------------
+
+# Addresses this matches are plain ASCII dot-atoms at a dotted, alphabetic-TLD hostname: email-validator
+# accepts all of them (given the length and special-use checks in `plain_email`). It deliberately
+# leaves out "--" (punycode labels) and everything unusual, which then goes to email-validator.
+_PLAIN_EMAIL = re.compile(
+    r"[A-Za-z0-9_+'-]+(?:\.[A-Za-z0-9_+'-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+# Special-use names (test, invalid, localhost, ...) are single labels: checking the TLD is enough.
+_SPECIAL_USE_TLDS = [d for d in SPECIAL_USE_DOMAIN_NAMES if "." not in d]
+assert len(_SPECIAL_USE_TLDS) == len(SPECIAL_USE_DOMAIN_NAMES), "special-use names with dots need a suffix check"
+
+
+def is_valid_email(address: str) -> bool:
+    """email-validator's verdict on syntax alone (no DNS)."""
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def normalize_email(address: str) -> str:
+    """What matching compares: NFC, case-folded, NFC again (case folding can denormalize)."""
+    if address.isascii():
+        return address.lower()  # casefold == lower for ASCII, and NFC is the identity
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", address).casefold())
+
+
+def pick_email(emails: Sequence[HrisEmail] | None) -> str | None:
+    """The first WORK address, else the first OTHER (or untyped) one, trimmed. HOME is never used."""
+    other: str | None = None
+    for entry in emails or ():
+        address = entry.email.strip() if entry.email else ""
+        if not address:
+            continue
+        kind = entry.type.strip().upper() if entry.type else "OTHER"
+        if kind == "WORK":
+            return address
+        if kind == "OTHER" and other is None:
+            other = address
+        # HOME, and any unknown type (which may be private too), is never used
+    return other
+
+
+# ---- names ------------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+# ---- employees --------------------------------------------------------------------------------
+
+
+def _read_employee(raw: dict[str, Any], problems: list[str]) -> HrisEmployee:
+    try:
+        return HrisEmployee.model_validate(raw)
+    except ValidationError as exc:
+        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    for field in sorted(bad):
+        problems.append(ID_NOT_STRING if field == "id" else wrong_type(field))
+    # Every field is optional: without the mistyped ones the record reads.
+    return HrisEmployee.model_validate({k: v for k, v in raw.items() if k not in bad})
+
+
+def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The users frame (USER_SCHEMA) and the memberships stated on employees (`employee.groups[]`).
+
+    The per-record loop only reads each record through `HrisEmployee` and picks its email; the
+    checks that apply to every row (names, status, email syntax) run as polars expressions.
+    """
+    n = len(raw_employees)
+    user_ids: list[str | None] = [None] * n
+    emails: list[str | None] = [None] * n
+    emails_norm: list[str | None] = [None] * n
+    first_names: list[str | None] = [None] * n
+    last_names: list[str | None] = [None] * n
+    full_names: list[str | None] = [None] * n
+    statuses: list[str | None] = [None] * n
+    read_problems: list[str | None] = [None] * n
+    m_groups: list[str] = []
+    m_users: list[str] = []
+
+    for i, raw in enumerate(raw_employees):
+        if not isinstance(raw, dict):
+            read_problems[i] = NOT_AN_OBJECT
+            continue
+        problems: list[str] = []
+        emp = _read_employee(raw, problems)
+
+        user_id = emp.id
+        if user_id is None or not user_id.strip():
+            if ID_NOT_STRING not in problems:
+                problems.append(MISSING_ID)
+            user_id = None
+        user_ids[i] = user_id
+
+        address = pick_email(emp.emails)
+        if address is None:
+            problems.append(NO_EMAIL)
+        else:
+            emails[i] = address
+            emails_norm[i] = normalize_email(address)
+
+        first_names[i], last_names[i], full_names[i] = (
+            _clean(emp.first_name),
+            _clean(emp.last_name),
+            _clean(emp.name),
+        )
+        status = emp.employment_status
+        # Missing means active: Unified omits it for sources that only list current staff.
+        statuses[i] = "active" if status is None else status.strip().lower()
+
+        if user_id is not None and emp.groups:
+            for ref in emp.groups:
+                if ref.id and ref.id.strip():
+                    m_groups.append(ref.id)
+                    m_users.append(user_id)
+        if problems:
+            read_problems[i] = "; ".join(problems)
+
+    frame = pl.DataFrame(
+        {
+            "record": pl.Series(range(n), dtype=pl.Int64()),
+            "user_id": user_ids,
+            "email": emails,
+            "email_norm": emails_norm,
+            "first_name": first_names,
+            "last_name": last_names,
+            "full_name": full_names,
+            "employment_status": statuses,
+            "read_problem": read_problems,
+        },
+        schema={
+            **{k: v for k, v in USER_SCHEMA.items() if k not in ("display_name", "problem")},
+            "full_name": pl.String(),
+            "read_problem": pl.String(),
+        },
+    )
+    users = _check_users(frame)
+    memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
+    return users, memberships
+
+
+_CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f]"
+
+
+def plain_email(email: pl.Expr) -> pl.Expr:
+    """True where the address is plain enough that email-validator certainly accepts it (vectorized)."""
+    return (
+        email.str.contains(f"^{_PLAIN_EMAIL.pattern}$")
+        & ~email.str.contains("--", literal=True)
+        & (email.str.len_chars() <= 254)
+        & (email.str.find("@", literal=True) <= 64)
+        & ~email.str.extract(r"\.([A-Za-z]+)$").str.to_lowercase().is_in(_SPECIAL_USE_TLDS)
+    )
+
+
+def _problem_if(condition: pl.Expr, problem: str) -> pl.Expr:
+    return pl.when(condition).then(pl.lit(problem))
+
+
+def _check_users(frame: pl.DataFrame) -> pl.DataFrame:
+    first, last = pl.col("first_name"), pl.col("last_name")
+    frame = frame.with_columns(
+        display_name=pl.coalesce(
+            pl.col("full_name"),
+            pl.concat_str([first, last], separator=" ", ignore_nulls=True).replace("", None),
+        )
+    )
+    # Email syntax: the plain-address regex in polars; email-validator for whatever it does not vouch for.
+    email = pl.col("email")
+    plain = plain_email(email)
+    unsure = frame.select(pl.col("record"), email, plain.alias("plain")).filter(email.is_not_null() & ~pl.col("plain"))
+    invalid_records = [r for r, e in zip(unsure["record"], unsure["email"], strict=True) if not is_valid_email(e)]
+    invalid = pl.col("record").is_in(invalid_records)
+
+    names = [first, last, pl.col("display_name")]
+    control = pl.any_horizontal([c.str.contains(_CONTROL_PATTERN).fill_null(False) for c in names])
+    too_long = pl.any_horizontal([(c.str.len_chars() > MAX_NAME_LENGTH).fill_null(False) for c in names])
+    status = pl.col("employment_status")
+    problem = pl.concat_str(
+        [
+            pl.col("read_problem"),
+            _problem_if(invalid, INVALID_EMAIL),
+            _problem_if(control, CONTROL_CHARS),
+            _problem_if(too_long, NAME_TOO_LONG),
+            _problem_if(status.is_not_null() & ~status.is_in(["active", "inactive"]), UNKNOWN_STATUS),
+        ],
+        separator="; ",
+        ignore_nulls=True,
+    ).replace("", None)
+    return frame.with_columns(
+        problem=problem,
+        email=pl.when(invalid).then(None).otherwise(email),
+        email_norm=pl.when(invalid).then(None).otherwise(pl.col("email_norm")),
+    ).select(list(USER_SCHEMA))
+
+
+# ---- groups -----------------------------------------------------------------------------------
+
+
+def _read_group(raw: dict[str, Any]) -> HrisGroup:
+    try:
+        return HrisGroup.model_validate(raw)
+    except ValidationError as exc:
+        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    return HrisGroup.model_validate({k: v for k, v in raw.items() if k not in bad})
+
+
+def normalize_groups(raw_groups: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The groups frame (GROUP_SCHEMA) and the memberships stated on groups (`group.user_ids`)."""
+    seen: set[str] = set()
+    ids: list[str] = []
+    names: list[str | None] = []
+    parents: list[str | None] = []
+    m_groups: list[str] = []
+    m_users: list[str] = []
+    for raw in raw_groups:
+        if not isinstance(raw, dict):
+            continue
+        group = _read_group(raw)
+        if not group.id or not group.id.strip() or group.id in seen:
+            continue  # no usable id: nothing could ever select it; a repeated id keeps the first
+        seen.add(group.id)
+        ids.append(group.id)
+        # Group names have no problem column; control characters are removed rather than stored.
+        names.append(_clean(_CONTROL.sub("", group.name)) if group.name else None)
+        parents.append(group.parent_id if group.parent_id and group.parent_id.strip() else None)
+        for uid in group.user_ids or ():
+            if isinstance(uid, str) and uid.strip():
+                m_groups.append(group.id)
+                m_users.append(uid)
+    groups = pl.DataFrame({"group_id": ids, "name": names, "parent_id": parents}, schema=GROUP_SCHEMA)
+    memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
+    return groups, memberships
+
+
+def normalize(raw_employees: Sequence[Any], raw_groups: Sequence[Any]) -> SourceSnapshot:
+    """Raw Unified.to employees and groups -> users, memberships and groups frames."""
+    users, emp_memberships = normalize_users(raw_employees)
+    groups, group_memberships = normalize_groups(raw_groups)
+    memberships = pl.concat([group_memberships, emp_memberships]).unique(maintain_order=True)
+    return SourceSnapshot(users=users, memberships=memberships, groups=groups)
