@@ -11,7 +11,7 @@ from settings import MissingTokenError
 from sources.errors import SourceError
 from store.db import make_engine
 from store.repo import StoreError, finish_run, integration_settings, replace_groups, start_run
-from tasks.extract import SourceConfig, extract_task
+from tasks.extract import extract_task, source_config
 from tasks.filter import filter_task
 from tasks.flatten import flatten_task
 from tasks.load import load_task
@@ -44,13 +44,7 @@ def sync_tenant(
     """Sync one tenant's employees with its source. Returns the run id, outcome, counts and totals."""
     engine = make_engine()
     integration = integration_settings(engine, tenant)
-    config = SourceConfig(
-        tenant=tenant,
-        source=integration.source,
-        provider=integration.provider,
-        connection_id=integration.connection_id,
-        base_url=integration.base_url,
-    )
+    config = source_config(integration)
     guard = Guard(max_share=integration.guard_max_share, min_count=integration.guard_min_count)
     parameters = {"dry_run": dry_run, "override_guard": override_guard}
     run_id = start_run(

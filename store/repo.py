@@ -278,11 +278,11 @@ def run_changes(engine: Engine, run_id: str) -> list[dict[str, Any]]:
         ]
 
 
-def integration_settings(engine: Engine, tenant_id: str) -> Integration:
+def integration_settings(engine: Engine, tenant_id: str, *, require_selection: bool = True) -> Integration:
     """The tenant's active integration, detached from its session, for a run to read."""
     with Session(engine, expire_on_commit=False) as session:
         integration = active_integration(session, tenant_id)
-        if not integration.all_users and not integration.selected_group_ids:
+        if require_selection and not integration.all_users and not integration.selected_group_ids:
             raise StoreError(
                 f"Tenant {tenant_id!r} has no groups selected; choose them with "
                 f"`provision filter {tenant_id} --group ID` or `--all-users`."

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sources.unified import UnifiedClient, normalize
 
 from settings import unified_token
 from sources.model import SourceSnapshot
+from sources.normalize import normalize
+from sources.unified import UnifiedClient
+from store.models import Integration
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,16 @@ class SourceConfig:
     provider: str
     connection_id: str
     base_url: str
+
+
+def source_config(integration: Integration) -> SourceConfig:
+    return SourceConfig(
+        tenant=integration.tenant_id,
+        source=integration.source,
+        provider=integration.provider,
+        connection_id=integration.connection_id,
+        base_url=integration.base_url,
+    )
 
 
 def extract(config: SourceConfig) -> SourceSnapshot:

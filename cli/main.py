@@ -1,0 +1,313 @@
+"""The `provision` command: thin over the store, the sources and the flow.
+
+Every command exits non-zero with one clear sentence when it cannot do what was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+# The product never phones home (and has no internet where it runs): Prefect's server telemetry off.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+app = typer.Typer(
+    help="Keep each tenant's employees in step with its HR system or identity provider.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tenant_app = typer.Typer(help="Create tenants.", no_args_is_help=True)
+employee_app = typer.Typer(help="Manage employees by hand.", no_args_is_help=True)
+db_app = typer.Typer(help="The employee database.", no_args_is_help=True)
+run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(employee_app, name="employee")
+app.add_typer(db_app, name="db")
+app.add_typer(run_app, name="run")
+
+PROVIDERS = ("entra", "personio", "google")
+STATUSES = ("synced", "terminated", "non_matching", "unmanaged")
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def explained_errors() -> Iterator[None]:
+    """Turn the errors a person can act on into one sentence and exit code 1."""
+    from settings import MissingTokenError
+    from sources.errors import SourceError
+    from store.repo import StoreError
+    from tasks.validate import GuardTripped, InvalidPlanError, MostlyInvalidError
+
+    try:
+        yield
+    except (StoreError, SourceError, MissingTokenError, GuardTripped, MostlyInvalidError, InvalidPlanError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{type(exc).__name__}: {exc.strerror or exc}")
+
+
+def engine():  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    from settings import database_url
+    from store.db import make_engine, redact
+
+    try:
+        return make_engine()
+    except OperationalError:
+        fail(f"Cannot open the employee database at {redact(database_url())}.")
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        render(data)
+
+
+@tenant_app.command("add")
+def tenant_add(
+    tenant: Annotated[str, typer.Argument(help="Tenant id, e.g. acme.")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+) -> None:
+    """Create a tenant."""
+    from store.repo import add_tenant
+
+    with explained_errors():
+        add_tenant(engine(), tenant, name)
+    typer.echo(f"Tenant {tenant} created.")
+
+
+@employee_app.command("add")
+def employee_add(
+    tenant: str,
+    email: Annotated[str, typer.Option(help="Work email.")],
+    first_name: Annotated[str, typer.Option(help="First name.")],
+    last_name: Annotated[str, typer.Option(help="Last name.")],
+) -> None:
+    """Create an employee by hand (unlinked: the next sync matches it by email)."""
+    from store.repo import add_employee
+
+    with explained_errors():
+        add_employee(engine(), tenant, email=email, first_name=first_name, last_name=last_name)
+    typer.echo(f"Employee added to {tenant}.")
+
+
+@app.command()
+def connect(
+    tenant: str,
+    provider: Annotated[str, typer.Option(help="entra, personio or google.")],
+    connection_id: Annotated[str, typer.Option(help="The Unified.to connection id of the tenant.")],
+    base_url: Annotated[str | None, typer.Option(help="Unified.to API base URL (region).")] = None,
+    check: Annotated[bool, typer.Option(help="Read the source once to prove the connection works.")] = True,
+) -> None:
+    """Connect a tenant to its source through Unified.to (token: UNIFIED_API_TOKEN or a Prefect Secret)."""
+    from settings import get_settings
+    from store.repo import connect as store_connect
+    from store.repo import get_tenant
+    from tasks.extract import SourceConfig, extract
+
+    if provider not in PROVIDERS:
+        fail(f"Unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}.")
+    url = base_url or get_settings().unified_base_url
+    eng = engine()
+    with explained_errors():
+        from sqlalchemy.orm import Session
+
+        with Session(eng) as session:
+            get_tenant(session, tenant)
+        if check:
+            extract(
+                SourceConfig(
+                    tenant=tenant, source="unified", provider=provider, connection_id=connection_id, base_url=url
+                )
+            )
+        store_connect(eng, tenant, provider=provider, connection_id=connection_id, base_url=url)
+    typer.echo(f"Tenant {tenant} connected to {provider} (connection {connection_id}).")
+
+
+@app.command()
+def groups(tenant: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the source's groups, flattened, fresh from the source: id, name, members."""
+    from store.repo import integration_settings, replace_groups
+    from tasks.extract import extract, source_config
+    from tasks.flatten import flatten
+
+    eng = engine()
+    with explained_errors():
+        snapshot = extract(source_config(integration_settings(eng, tenant, require_selection=False)))
+        flat = flatten(snapshot.groups, snapshot.memberships, snapshot.users)
+        replace_groups(eng, tenant, flat.groups)
+    rows = flat.groups.select("group_id", "name", "parent_id", "member_count").to_dicts()
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            typer.echo(f"{row['group_id']:<28} {row['member_count']:>7}  {row['name'] or ''}")
+
+    emit(rows, as_json, render)
+
+
+@app.command("filter")
+def filter_(
+    tenant: str,
+    group: Annotated[list[str] | None, typer.Option("--group", help="A group id to sync (repeat).")] = None,
+    all_users: Annotated[bool, typer.Option("--all-users", help="Sync every user of the source.")] = False,
+) -> None:
+    """Select the groups whose members are synced (or all users)."""
+    from store.repo import select_groups
+
+    if all_users and group:
+        fail("Use either --group or --all-users, not both.")
+    with explained_errors():
+        select_groups(engine(), tenant, group or [], all_users=all_users)
+    typer.echo(f"Tenant {tenant} syncs {'all users' if all_users else ', '.join(group or [])}.")
+
+
+def render_counts(result: dict[str, Any]) -> None:
+    typer.echo(f"Run {result['run_id']}: {result['outcome']}{' (dry run)' if result['dry_run'] else ''}")
+    for key, value in result["counts"].items():
+        typer.echo(f"  {key:<17} {value}")
+    totals = ", ".join(f"{k} {v}" for k, v in result["totals"].items()) or "none"
+    typer.echo(f"  employees now: {totals}")
+
+
+def run_sync(tenant: str, *, dry_run: bool, override_guard: bool = False, trigger: str = "cli") -> dict[str, Any]:
+    from flows.sync_tenant import sync_tenant
+    from store.repo import integration_settings
+
+    with explained_errors():
+        integration_settings(engine(), tenant)  # the sentence for a missing setup, before Prefect starts
+        return sync_tenant(tenant, dry_run=dry_run, override_guard=override_guard, trigger=trigger)
+
+
+@app.command()
+def sync(
+    tenant: str,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute and report everything, write nothing.")] = False,
+    override_guard: Annotated[
+        bool, typer.Option("--override-guard", help="Apply a run the mass-change guard would stop.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Sync a tenant now and print the counts."""
+    result = run_sync(tenant, dry_run=dry_run, override_guard=override_guard)
+    emit(result, as_json, render_counts)
+
+
+@app.command()
+def employees(
+    tenant: str,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List a tenant's employees: email, names, status, link."""
+    from store.repo import list_employees
+
+    if status and status not in STATUSES:
+        fail(f"Unknown status {status!r}; choose one of {', '.join(STATUSES)}.")
+    with explained_errors():
+        rows = list_employees(engine(), tenant, status)
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            name = f"{r['first_name'] or ''} {r['last_name'] or ''}".strip()
+            typer.echo(f"{r['status']:<13} {r['email']:<40} {name:<30} {r['link'] or ''}")
+
+    emit(rows, as_json, render)
+
+
+@app.command()
+def runs(tenant: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """A tenant's run history with counts, newest first."""
+    from store.repo import list_runs
+
+    with explained_errors():
+        rows = list_runs(engine(), tenant)
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            c = r["counts"] or {}
+            summary = " ".join(
+                f"{k}={c[k]}"
+                for k in ("created", "linked", "updated", "non_matching", "terminated", "reactivated")
+                if k in c
+            )
+            dry = " dry-run" if r["dry_run"] else ""
+            why = f" [{r['failed_stage'] or ''}: {r['error']}]" if r["error"] else ""
+            typer.echo(f"{r['started_at']}  {r['run_id']}  {r['trigger']:<8} {r['outcome']}{dry}  {summary}{why}")
+
+    emit(rows, as_json, render)
+
+
+@run_app.command("show")
+def run_show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every change one run made: employee, action, fields old -> new."""
+    from store.repo import run_changes
+
+    with explained_errors():
+        rows = run_changes(engine(), run_id)
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            fields = [f for f in (r["changed_fields"] or "").split(",") if f]
+            diff = "; ".join(f"{f}: {r[f'old_{f}']!r} -> {r[f'new_{f}']!r}" for f in fields)
+            who = f"employee {r['employee_id']}" if r["employee_id"] else f"source user {r['source_user_id']}"
+            typer.echo(f"{r['action']:<13} {who:<28} {diff or r['reason'] or ''}")
+
+    emit(rows, as_json, render)
+
+
+@app.command()
+def disconnect(tenant: str) -> None:
+    """End the tenant's integration: employees stay, become unmanaged, nothing syncs any more."""
+    from store.repo import disconnect as store_disconnect
+
+    with explained_errors():
+        n = store_disconnect(engine(), tenant)
+    typer.echo(f"Tenant {tenant} disconnected; {n} employees are now unmanaged.")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (they also apply by themselves on first use)."""
+    from settings import database_url
+    from store.db import redact, upgrade
+
+    upgrade(database_url())
+    typer.echo(f"Database {redact(database_url())} is up to date.")
+
+
+@app.command()
+def simulator(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 8765,
+    users: Annotated[int, typer.Option(help="Users of the generated tenant.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated tenant.")] = 0,
+    dataset: Annotated[Path | None, typer.Option(help="A dataset file {employees, groups} to serve instead.")] = None,
+    connection_id: Annotated[str, typer.Option(help="The connection id it answers to.")] = "conn-demo",
+    token: Annotated[str, typer.Option(help="The API token it accepts.")] = "sim-token",
+) -> None:
+    """Serve the Unified.to HRIS simulator over HTTP until interrupted."""
+    from simulator.serve import run_simulator_command
+
+    if dataset is not None and not dataset.is_file():
+        fail(f"No dataset file at {dataset}.")
+    run_simulator_command(port=port, users=users, seed=seed, dataset=dataset, connection_id=connection_id, token=token)
+
+
+@app.command()
+def demo(users: Annotated[int, typer.Option(help="Users of the simulated source.")] = 300) -> None:
+    """The main job on embedded defaults: simulator + SQLite, two syncs with source changes in between."""
+    from cli.demo import run_demo
+
+    sys.exit(run_demo(users=users))
