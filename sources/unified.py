@@ -38,6 +38,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 PAGE_SIZE = 100  # Unified's default and maximum page size
 MAX_PAGES = 10_000  # 1M records: far beyond any tenant; hitting it means paging never ends
 USER_AGENT = "employee-provisioning/0.1 (+unified-hris-client)"
+# Data minimisation starts at the request: ask only for what the normalizer keeps (it drops the rest
+# anyway, for integrations that ignore `fields`). Comma-separated, as the Unified CLI sends it.
+EMPLOYEE_FIELDS = "id,name,first_name,last_name,emails,employment_status,groups"
+GROUP_FIELDS = "id,name,parent_id,user_ids"
 
 
 def _retry_after_seconds(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
@@ -211,7 +215,7 @@ class UnifiedClient:
 
     # -- paging ---------------------------------------------------------------------------------
 
-    def iter_pages(self, path: str) -> Iterator[list[Any]]:
+    def iter_pages(self, path: str, *, fields: str | None = None) -> Iterator[list[Any]]:
         """Yield the pages of a list endpoint.
 
         Stop rule: a page shorter than `limit` is the last one (so a listing of exactly N*limit records
@@ -220,7 +224,10 @@ class UnifiedClient:
         """
         offset = 0
         for _ in range(self.max_pages):
-            page = self._request(path, {"limit": self.page_size, "offset": offset})
+            params: dict[str, Any] = {"limit": self.page_size, "offset": offset}
+            if fields:
+                params["fields"] = fields
+            page = self._request(path, params)
             if not isinstance(page, list):
                 raise MalformedPayloadError(
                     f"Unified.to answered {path} {self._where()} with a JSON {type(page).__name__}, "
@@ -236,16 +243,16 @@ class UnifiedClient:
             tenant=self.tenant,
         )
 
-    def _list(self, path: str) -> list[Any]:
+    def _list(self, path: str, fields: str) -> list[Any]:
         records: list[Any] = []
-        for page in self.iter_pages(path):
+        for page in self.iter_pages(path, fields=fields):
             records.extend(page)
         return records
 
     def list_employees(self) -> list[Any]:
         """Every HrisEmployee of the connection, raw (normalize them with `sources.normalize`)."""
-        return self._list("/employee")
+        return self._list("/employee", EMPLOYEE_FIELDS)
 
     def list_groups(self) -> list[Any]:
         """Every HrisGroup of the connection, raw."""
-        return self._list("/group")
+        return self._list("/group", GROUP_FIELDS)
