@@ -4,7 +4,8 @@ from simulator.app import SeenRequest, create_app
 from simulator.datasets import edge_case_dataset
 from simulator.faults import Fault, FaultPlan
 from simulator.generator import generate_dataset
-from simulator.serve import run_simulator_command, running_simulator, serve
+from simulator.inprocess import SyncASGITransport
+from simulator.serve import run_simulator_command, running_simulator
 from simulator.source import SimulatorSource
 
 __all__ = [
@@ -12,10 +13,10 @@ __all__ = [
     "FaultPlan",
     "SeenRequest",
     "SimulatorSource",
+    "SyncASGITransport",
     "create_app",
     "edge_case_dataset",
     "generate_dataset",
     "run_simulator_command",
     "running_simulator",
-    "serve",
 ]

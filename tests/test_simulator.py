@@ -15,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 from simulator import Fault, FaultPlan, SimulatorSource, create_app, edge_case_dataset, generate_dataset
+from simulator import serve as serve_module
 from simulator.generator import ascii_fold
 from simulator.serve import running_simulator
 
@@ -251,6 +252,19 @@ def test_running_simulator_serves_over_real_http_and_stops_on_exit() -> None:
         assert httpx.get(f"{url}{EMPLOYEES}", headers=AUTH).status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}{EMPLOYEES}", headers=AUTH)
+
+
+def test_run_simulator_command_says_where_it_listens_and_which_credentials_to_use(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served: list[tuple[Starlette, str, int]] = []
+    monkeypatch.setattr(serve_module, "serve", lambda app, host, port: served.append((app, host, port)))
+    serve_module.run_simulator_command(port=8123, users=10, seed=1, dataset=None, connection_id="c-1", token="t-1")
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "http://127.0.0.1:8123" in line
+    assert "c-1" in line
+    assert "t-1" in line
+    assert len(served[0][0].state.simulator.source.current().employee.records) == 10
 
 
 # ---- generator ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from simulator import Fault, FaultPlan, SimulatorSource, create_app, generate_dataset
+from simulator import Fault, FaultPlan, SimulatorSource, SyncASGITransport, create_app, generate_dataset
 from simulator.app import SeenRequest
 from simulator.serve import running_simulator
 from sources.errors import (
@@ -282,3 +282,24 @@ def test_requests_carry_bearer_token_and_accept_json() -> None:
     assert request.url.raw_path.split(b"?")[0] == b"/hris/conn%2F1/employee"
     assert request.url.params["limit"] == "100"
     assert request.url.params["offset"] == "0"
+
+
+# ---- in-process (no socket) ---------------------------------------------------------------------
+
+
+def test_in_process_transport_pages_and_retries_like_real_http() -> None:
+    dataset = generate_dataset(200, seed=9)
+    plan = FaultPlan([Fault(status=429, retry_after="1", kind="group")])
+    sleeps: list[float] = []
+    client = UnifiedClient(
+        base_url="http://sim",
+        token=SecretStr(TOKEN),
+        connection_id="conn-demo",
+        tenant="acme",
+        transport=SyncASGITransport(create_app(dataset, token=TOKEN, faults=plan)),
+        sleep=sleeps.append,
+    )
+    with client:
+        assert [e["id"] for e in client.list_employees()] == [e["id"] for e in dataset["employees"]]
+        assert len(client.list_groups()) == len(dataset["groups"])
+    assert sleeps == [1.0]
