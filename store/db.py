@@ -15,8 +15,8 @@ from settings import database_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-_migrated: set[str] = set()
-_migrate_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
 
 
 def alembic_config(url: str) -> Config:
@@ -40,9 +40,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """An engine for `url` (default: the configured database), its schema brought up to date once."""
+def make_engine(url: str | None = None) -> Engine:
+    """The process's engine for `url` (default: the configured database), its schema brought up to date.
+
+    One engine (and so one connection pool) per URL and process: tasks ask for it by URL instead of
+    receiving a live engine, which must never cross a task boundary.
+    """
     url = url or database_url()
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = _new_engine(url)
+    return engine
+
+
+def _new_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -50,11 +62,7 @@ def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     engine = create_engine(url, hide_parameters=True)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    if migrate:
-        with _migrate_lock:
-            if url not in _migrated:
-                upgrade(url)
-                _migrated.add(url)
+    upgrade(url)
     return engine
 
 

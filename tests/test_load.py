@@ -28,9 +28,7 @@ def state(engine: Engine, tenant: str) -> list[tuple[object, ...]]:
         return [
             tuple(r)
             for r in conn.execute(
-                select(
-                    Employee.id, Employee.email, Employee.first_name, Employee.status, Employee.source_user_id
-                )
+                select(Employee.id, Employee.email, Employee.first_name, Employee.status, Employee.source_user_id)
                 .where(Employee.tenant_id == tenant)
                 .order_by(Employee.id)
             )
@@ -92,7 +90,9 @@ def test_only_the_changed_employee_is_written(engine: Engine, tenant: str) -> No
 def test_dry_run_records_the_plan_but_writes_no_employee(engine: Engine, tenant: str) -> None:
     add_employee(engine, tenant, email="a@acme.de", first_name="A", last_name="B")
     before = state(engine, tenant)
-    run_id, _, written = sync(engine, tenant, users(source_user("u1", "a@acme.de"), source_user("u2", "n@acme.de")), dry_run=True)
+    run_id, _, written = sync(
+        engine, tenant, users(source_user("u1", "a@acme.de"), source_user("u2", "n@acme.de")), dry_run=True
+    )
     assert written == 0
     assert state(engine, tenant) == before
     assert sorted(c["action"] for c in run_changes(engine, run_id)) == ["created", "linked"]
