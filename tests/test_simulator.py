@@ -254,6 +254,17 @@ def test_running_simulator_serves_over_real_http_and_stops_on_exit() -> None:
         httpx.get(f"{url}{EMPLOYEES}", headers=AUTH)
 
 
+def test_keep_alive_requests_over_real_http_are_not_held_back_by_nagle() -> None:
+    # why: without TCP_NODELAY on accepted sockets every response waited ~40 ms (delayed ACK), which
+    # turned a 100k-user extract from 4 s into 45 s
+    with running_simulator(create_app(generate_dataset(200, seed=1))) as url, httpx.Client(base_url=url) as client:
+        client.get(EMPLOYEES, headers=AUTH)
+        start = time.perf_counter()
+        for _ in range(30):
+            client.get(EMPLOYEES, headers=AUTH)
+        assert time.perf_counter() - start < 0.6  # ~0.06 s fixed, ~1.3 s with the bug
+
+
 def test_run_simulator_command_says_where_it_listens_and_which_credentials_to_use(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
