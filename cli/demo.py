@@ -23,16 +23,21 @@ CONNECTION_ID = "conn-acme"
 TOKEN = "sim-token"  # the simulator's own fake token
 
 
-def _members(dataset: dict[str, Any], root_ids: set[str]) -> set[str]:
-    """User ids in the given groups or any group below them (the simulator's tree is shallow)."""
-    groups = dataset["groups"]
-    inside = set(root_ids)
+def _groups_under(dataset: dict[str, Any], roots: set[str]) -> set[str]:
+    """The given group ids and every group below them."""
+    inside = set(roots)
     grew = True
     while grew:
-        below = {g["id"] for g in groups if g.get("parent_id") in inside} - inside
+        below = {g["id"] for g in dataset["groups"] if g.get("parent_id") in inside} - inside
         inside |= below
         grew = bool(below)
-    return {uid for g in groups if g["id"] in inside for uid in g.get("user_ids", [])}
+    return inside
+
+
+def _members(dataset: dict[str, Any], roots: set[str]) -> set[str]:
+    """User ids in the given groups or any group below them."""
+    inside = _groups_under(dataset, roots)
+    return {uid for g in dataset["groups"] if g["id"] in inside for uid in g.get("user_ids", [])}
 
 
 def _work_email(record: dict[str, Any]) -> str:
@@ -67,12 +72,12 @@ def change_source(dataset: dict[str, Any], selected: set[str]) -> dict[str, str]
             local, domain = email["email"].split("@")
             email["email"] = f"{local}.neu@{domain}"
     by_id[disabled]["employment_status"] = "INACTIVE"
-    outside = next(t for t in teams.values() if t["id"] not in _team_ids_under(dataset, selected))
+    outside = next(t for t in teams.values() if t["id"] not in _groups_under(dataset, selected))
     teams[team_of[moved]]["user_ids"].remove(moved)
     outside["user_ids"].append(moved)
     by_id[moved].pop("groups", None)
     hire_team = teams[team_of[picks[3]]]
-    hire = {
+    hire: dict[str, Any] = {
         "id": "emp_demo_new_hire",
         "name": "Zoë Schäfer",
         "first_name": "Zoë",
@@ -90,16 +95,6 @@ def change_source(dataset: dict[str, Any], selected: set[str]) -> dict[str, str]
         moved: "moved out of the selected groups",
         hire["id"]: "new hire",
     }
-
-
-def _team_ids_under(dataset: dict[str, Any], roots: set[str]) -> set[str]:
-    inside = set(roots)
-    grew = True
-    while grew:
-        below = {g["id"] for g in dataset["groups"] if g.get("parent_id") in inside} - inside
-        inside |= below
-        grew = bool(below)
-    return inside
 
 
 def run_demo(users: int = 300) -> int:

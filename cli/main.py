@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from sqlalchemy import Engine
 
 # The product never phones home (and has no internet where it runs): Prefect's server telemetry off.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -57,7 +58,7 @@ def explained_errors() -> Iterator[None]:
         fail(f"{type(exc).__name__}: {exc.strerror or exc}")
 
 
-def engine():  # type: ignore[no-untyped-def]
+def engine() -> Engine:
     from sqlalchemy.exc import OperationalError
 
     from settings import database_url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,7 +57,7 @@ def unified_token() -> SecretStr:
     try:
         from prefect.blocks.system import Secret
 
-        block = Secret.load(SECRET_BLOCK_NAME)
+        block = cast(Secret[str], Secret.load(SECRET_BLOCK_NAME))
         return SecretStr(str(block.get()))
     except Exception as exc:  # no server, no block: both mean "not configured"
         raise MissingTokenError(

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from schemas.employees import EMPLOYEE_SCHEMA
+from sources.normalize import normalize_email
 from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
 
 
 class StoreError(Exception):
     """A request the store cannot honour; the message is one sentence for the person who asked."""
-
-
-def normalize_email(email: str) -> str:
-    """How emails are compared: trimmed, Unicode NFC, case-folded."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", email.strip()).casefold())
 
 
 def get_tenant(session: Session, tenant_id: str) -> Tenant:
@@ -86,7 +81,7 @@ def disconnect(engine: Engine, tenant_id: str) -> int:
         integration.state = "disconnected"
         integration.schedule_cron = None
         integration.schedule_interval_seconds = None
-        result = session.execute(
+        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Employee)
             .where(Employee.tenant_id == tenant_id)
             .values(status="unmanaged", source_user_id=None, updated_at=utcnow())

@@ -8,7 +8,7 @@ import polars as pl
 
 from schemas.employees import EMPLOYEE_SCHEMA
 from sources.model import USER_SCHEMA
-from store.repo import normalize_email
+from sources.normalize import normalize_email
 
 
 def source_user(user_id: str | None, email: str | None, *, active: bool = True, **kw: Any) -> dict[str, Any]:
