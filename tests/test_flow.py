@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -231,3 +232,29 @@ def test_invalid_source_users_are_quarantined_and_the_rest_goes_on(engine: Engin
     assert result["counts"]["created"] == 9
     assert "dup-id@acme.example" not in table(engine)
     assert "person0@acme.example" not in table(engine)
+
+
+def test_each_run_publishes_its_counts_as_a_table_artifact_keyed_per_tenant(engine: Engine, upstream: Upstream) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    people = [*staff(3), person("bad", "no-at-sign")]
+    upstream.source.replace(dataset(people, [group("g", "G", [p["id"] for p in people])]))
+    setup_tenant(engine, upstream, ["g"])
+    result = sync()
+    with get_client(sync_client=True) as client:
+        tables = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sync-acme"])), sort=ArtifactSort.CREATED_DESC
+        )
+        summaries = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sync-acme-summary"])),
+            sort=ArtifactSort.CREATED_DESC,
+        )
+    assert tables and summaries
+    table_data = tables[0].data
+    rows = json.loads(table_data) if isinstance(table_data, str) else table_data
+    assert {row["count"]: row["value"] for row in rows} == result["counts"]
+    markdown = str(summaries[0].data)
+    assert "| bad |" in markdown and "email is not a valid address" in markdown
+    assert "@acme.example" not in markdown and "Nummer" not in markdown  # no email or name in the artifact
