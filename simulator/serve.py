@@ -95,10 +95,11 @@ def run_simulator_command(
     connection_id: str = "conn-demo",
     token: str = "sim-token",
     host: str = "127.0.0.1",
+    latency_ms: float = 0,
 ) -> None:
     """What `provision simulator` runs: serve a generated tenant (or a dataset file) until interrupted."""
     source = SimulatorSource(path=dataset) if dataset is not None else SimulatorSource(generate_dataset(users, seed))
-    app = create_app(source, connection_id=connection_id, token=token)
+    app = create_app(source, connection_id=connection_id, token=token, latency_ms=latency_ms)
     what = f"dataset {dataset}" if dataset is not None else f"{users} generated users (seed {seed})"
     print(
         f"Unified.to HRIS simulator listening on http://{host}:{port} with {what}: "

@@ -1,0 +1,372 @@
+"""Benchmark of the per-tenant sync, run by hand (never in CI).
+
+    uv run python bench/sync_bench.py --users 1000,10000,100000 --db postgres --latency-ms 0
+    uv run python bench/sync_bench.py --users 100000 --db sqlite,postgres --latency-ms 0,30 --readme
+
+Each (size, database, latency) runs in a fresh child process, so peak RSS is that run's own. The child
+serves the simulator from another process over real HTTP, starts Prefect before the clock starts,
+and measures through the real `sync_tenant` flow:
+
+1. the initial sync, 2. a re-sync with no change, 3. a re-sync with 1% of users changed
+   (a quarter each: email, name, disabled, removed),
+
+with wall time per stage (from the Prefect task runs), employee rows written (rows whose updated_at
+moved), and the floors measured in the same run on the same data: a raw COPY (SQLite: one
+executemany) of the same employee rows, a set-based no-change merge of them, and a plain sequential
+fetch of the same pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+CONNECTION = "conn-bench"
+STAGES = [
+    "extract users and groups",
+    "flatten groups",
+    "filter by selected groups",
+    "validate source users",
+    "match",
+    "validate plan",
+    "load and flag",
+    "report",
+]
+
+
+# ---- the child: one measured run --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _simulator(dataset_file: Path, latency_ms: float) -> Any:
+    port = _free_port()
+    code = (
+        "from simulator.serve import run_simulator_command; "
+        f"run_simulator_command(port={port}, dataset={str(dataset_file)!r}, connection_id={CONNECTION!r}, "
+        f"token={TOKEN!r}, latency_ms={latency_ms})"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def _database(kind: str, tmp: Path) -> Any:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'bench.db'}"
+        return
+    import psycopg
+
+    admin = os.environ.get("PROVISIONING_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    name = f"provisioning_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(admin)
+    try:
+        yield f"postgresql+psycopg://{info.get('user', 'postgres')}@{info.get('host')}:{info.get('port', 5432)}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _write(path: Path, dataset: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dataset, ensure_ascii=False))
+    tmp.replace(path)
+
+
+def change_one_percent(dataset: dict[str, Any], seed: int) -> int:
+    """Change 1% of the users (a quarter each: email, name, disabled, removed); returns how many."""
+    rng = random.Random(seed)
+    active = [e for e in dataset["employees"] if e["employment_status"] == "ACTIVE"]
+    picked = rng.sample(active, max(4, len(dataset["employees"]) // 100))
+    quarter = len(picked) // 4
+    for e in picked[:quarter]:
+        for mail in e["emails"]:
+            mail["email"] = "changed." + mail["email"]
+    for e in picked[quarter : 2 * quarter]:
+        e["first_name"] = e["first_name"] + "-Marie"
+        e["name"] = f"{e['first_name']} {e['last_name']}"
+    for e in picked[2 * quarter : 3 * quarter]:
+        e["employment_status"] = "INACTIVE"
+    removed = {e["id"] for e in picked[3 * quarter : 4 * quarter]}
+    dataset["employees"] = [e for e in dataset["employees"] if e["id"] not in removed]
+    for group in dataset["groups"]:
+        group["user_ids"] = [u for u in group.get("user_ids", []) if u not in removed]
+    return 4 * quarter
+
+
+def _stage_times(flow_run_id: str) -> dict[str, float]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
+    times: dict[str, float] = {}
+    for run in runs:
+        name = run.name.rsplit("-", 1)[0]
+        if run.start_time and run.end_time:
+            times[name] = times.get(name, 0.0) + (run.end_time - run.start_time).total_seconds()
+    return times
+
+
+def _measured_sync(engine: Any, tenant: str) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from flows.sync_tenant import sync_tenant
+
+    with engine.connect() as conn:
+        before = conn.execute(
+            text("SELECT max(updated_at) FROM employees WHERE tenant_id = :t"), {"t": tenant}
+        ).scalar()
+    start = time.perf_counter()
+    result = sync_tenant(tenant, trigger="backfill", override_guard=True)
+    wall = time.perf_counter() - start
+    with engine.connect() as conn:
+        since = " AND updated_at > :b" if before is not None else ""
+        written = conn.execute(
+            text(f"SELECT count(*) FROM employees WHERE tenant_id = :t{since}"), {"t": tenant, "b": before}
+        ).scalar()
+        flow_run_id = conn.execute(text("SELECT flow_run_id FROM runs WHERE id = :r"), {"r": result["run_id"]}).scalar()
+    return {
+        "wall_s": wall,
+        "rows_written": int(written or 0),
+        "counts": result["counts"],
+        "stages_s": _stage_times(flow_run_id),
+    }
+
+
+def _floors(engine: Any, tenant: str, base_url: str) -> dict[str, float]:
+    """The same rows and pages, moved the plainest way this machine allows."""
+    import httpx
+    import polars as pl
+    from sqlalchemy import text
+
+    floors: dict[str, float] = {}
+    start = time.perf_counter()
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        offset = 0
+        while True:
+            page = http.get(f"/hris/{CONNECTION}/employee", params={"limit": 100, "offset": offset}).json()
+            offset += len(page)
+            if len(page) < 100:
+                break
+    floors["page_fetch_s"] = time.perf_counter() - start
+
+    cols = "tenant_id, email, email_norm, first_name, last_name, display_name, employment_status, source_user_id, status, created_at, updated_at"
+    with engine.connect() as conn:
+        rows = pl.DataFrame(
+            [tuple(r) for r in conn.execute(text(f"SELECT {cols} FROM employees WHERE tenant_id = :t"), {"t": tenant})],
+            schema=[c.strip() for c in cols.split(",")],
+            orient="row",
+        )
+    rows = rows.with_columns(pl.lit("bench-floor").alias("tenant_id"))
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('bench-floor', 'floor', CURRENT_TIMESTAMP)")
+        )
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            dbapi = conn.connection.driver_connection
+            with dbapi.cursor() as cur, cur.copy(f"COPY employees ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(rows.write_csv(include_header=False))
+        else:
+            marks = ", ".join(f":{c.strip()}" for c in cols.split(","))
+            conn.execute(text(f"INSERT INTO employees ({cols}) VALUES ({marks})"), rows.to_dicts())
+    floors["raw_copy_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(
+            text("CREATE TEMPORARY TABLE merge_floor (email_norm TEXT, first_name TEXT, last_name TEXT, status TEXT)")
+        )
+        stage = rows.select("email_norm", "first_name", "last_name", "status")
+        if engine.dialect.name == "postgresql":
+            dbapi = conn.connection.driver_connection
+            with dbapi.cursor() as cur, cur.copy("COPY merge_floor FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(stage.write_csv(include_header=False))
+        else:
+            conn.execute(
+                text("INSERT INTO merge_floor VALUES (:email_norm, :first_name, :last_name, :status)"), stage.to_dicts()
+            )
+        conn.execute(
+            text(
+                "UPDATE employees SET first_name = s.first_name, last_name = s.last_name, status = s.status "
+                "FROM merge_floor AS s WHERE employees.tenant_id = 'bench-floor' AND employees.email_norm = s.email_norm "
+                "AND (employees.first_name IS DISTINCT FROM s.first_name OR employees.last_name IS DISTINCT FROM s.last_name "
+                "OR employees.status IS DISTINCT FROM s.status)"
+            )
+        )
+        conn.execute(text("DROP TABLE merge_floor"))
+    floors["no_change_merge_s"] = time.perf_counter() - start
+    return floors
+
+
+def child(users: int, db: str, latency_ms: float, seed: int) -> dict[str, Any]:
+    from simulator.generator import generate_dataset
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        dataset = generate_dataset(users, seed)
+        source_file = tmp / "source.json"
+        _write(source_file, dataset)
+        with _database(db, tmp) as url, _simulator(source_file, latency_ms) as base_url:
+            os.environ["PROVISIONING_DATABASE_URL"] = url
+            os.environ["UNIFIED_API_TOKEN"] = TOKEN
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            from prefect import flow
+
+            from store.db import make_engine
+            from store.repo import add_tenant, connect, select_groups
+
+            @flow(name="bench-warm-up")
+            def warm_up() -> None:  # starts Prefect's temporary API before the clock runs
+                return None
+
+            warm_up()
+            engine = make_engine()
+            add_tenant(engine, "bench")
+            connect(engine, "bench", provider="entra", connection_id=CONNECTION, base_url=base_url)
+            select_groups(engine, "bench", [], all_users=True)
+
+            result: dict[str, Any] = {"users": users, "db": db, "latency_ms": latency_ms}
+            result["initial"] = _measured_sync(engine, "bench")
+            result["no_change"] = _measured_sync(engine, "bench")
+            result["changed_users"] = change_one_percent(dataset, seed)
+            _write(source_file, dataset)
+            result["one_percent"] = _measured_sync(engine, "bench")
+            result["floors"] = _floors(engine, "bench", base_url)
+            result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            engine.dispose()
+            return result
+
+
+# ---- the parent: runs children, prints and records -----------------------------------------------
+
+
+def _row(r: dict[str, Any]) -> str:
+    i, n, c, f = r["initial"], r["no_change"], r["one_percent"], r["floors"]
+    load = i["stages_s"].get("load and flag", 0.0)
+    return (
+        f"| {r['users']:,} | {r['db']} | {r['latency_ms']:g} | {i['wall_s']:.2f} | {load:.2f} | {f['raw_copy_s']:.2f} "
+        f"| {n['wall_s']:.2f} | {n['rows_written']} | {c['wall_s']:.2f} | {c['rows_written']} / {r['changed_users']} "
+        f"| {i['stages_s'].get('extract users and groups', 0.0):.2f} | {f['page_fetch_s']:.2f} "
+        f"| {f['no_change_merge_s']:.2f} | {r['peak_rss_mb']:.0f} |"
+    )
+
+
+HEADER = (
+    "| users | db | latency ms | initial s | load s | COPY floor s | no-change s | no-change rows | 1% s "
+    "| 1% rows / changed | extract s | page-fetch floor s | merge floor s | peak RSS MB |\n"
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _stages_table(results: list[dict[str, Any]]) -> str:
+    lines = ["| users | db | latency ms | phase | " + " | ".join(STAGES) + " |", "|---" * (4 + len(STAGES)) + "|"]
+    for r in results:
+        for phase in ("initial", "no_change", "one_percent"):
+            s = r[phase]["stages_s"]
+            lines.append(
+                f"| {r['users']:,} | {r['db']} | {r['latency_ms']:g} | {phase} | "
+                + " | ".join(f"{s.get(name, 0.0):.2f}" for name in STAGES)
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default="1000,10000,100000")
+    parser.add_argument("--db", default="postgres", help="sqlite, postgres or both, comma-separated")
+    parser.add_argument("--latency-ms", default="0")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--readme", action="store_true", help="append the results to bench/README.md")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        result = child(int(args.users), args.db, float(args.latency_ms), args.seed)
+        print("RESULT " + json.dumps(result))
+        return
+
+    results = []
+    for latency in args.latency_ms.split(","):
+        for db in args.db.split(","):
+            for users in args.users.split(","):
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--users",
+                    users,
+                    "--db",
+                    db,
+                    "--latency-ms",
+                    latency,
+                    "--seed",
+                    str(args.seed),
+                ]
+                proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+                line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if proc.returncode or line is None:
+                    sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+                    raise SystemExit(f"run failed: users={users} db={db} latency={latency}")
+                result = json.loads(line[len("RESULT ") :])
+                results.append(result)
+                print(HEADER.splitlines()[0] if len(results) == 1 else "", end="\n" if len(results) == 1 else "")
+                print(_row(result), flush=True)
+    report = (
+        f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}\n\n"
+        f"`uv run python bench/sync_bench.py --users {args.users} --db {args.db} --latency-ms {args.latency_ms}`\n\n"
+        f"{HEADER}\n"
+        + "\n".join(_row(r) for r in results)
+        + "\n\nSeconds per stage (Prefect task run durations):\n\n"
+        + _stages_table(results)
+        + "\n"
+    )
+    print(report)
+    if args.readme:
+        with (ROOT / "bench" / "README.md").open("a") as fh:
+            fh.write(report)
+
+
+if __name__ == "__main__":
+    main()
