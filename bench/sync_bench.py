@@ -187,7 +187,10 @@ def _floors(engine: Any, tenant: str, base_url: str) -> dict[str, float]:
                 break
     floors["page_fetch_s"] = time.perf_counter() - start
 
-    cols = "tenant_id, email, email_norm, first_name, last_name, display_name, employment_status, source_user_id, status, created_at, updated_at"
+    cols = (
+        "tenant_id, email, email_norm, first_name, last_name, display_name, employment_status, source_user_id, "
+        "status, created_at, updated_at"
+    )
     with engine.connect() as conn:
         rows = pl.DataFrame(
             [tuple(r) for r in conn.execute(text(f"SELECT {cols} FROM employees WHERE tenant_id = :t"), {"t": tenant})],
@@ -227,8 +230,10 @@ def _floors(engine: Any, tenant: str, base_url: str) -> dict[str, float]:
         conn.execute(
             text(
                 "UPDATE employees SET first_name = s.first_name, last_name = s.last_name, status = s.status "
-                "FROM merge_floor AS s WHERE employees.tenant_id = 'bench-floor' AND employees.email_norm = s.email_norm "
-                "AND (employees.first_name IS DISTINCT FROM s.first_name OR employees.last_name IS DISTINCT FROM s.last_name "
+                "FROM merge_floor AS s WHERE employees.tenant_id = 'bench-floor' "
+                "AND employees.email_norm = s.email_norm "
+                "AND (employees.first_name IS DISTINCT FROM s.first_name "
+                "OR employees.last_name IS DISTINCT FROM s.last_name "
                 "OR employees.status IS DISTINCT FROM s.status)"
             )
         )
