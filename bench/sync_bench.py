@@ -255,6 +255,7 @@ def child(users: int, db: str, latency_ms: float, seed: int) -> dict[str, Any]:
             os.environ["UNIFIED_API_TOKEN"] = TOKEN
             os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
             from prefect import flow
 
             from store.db import make_engine

@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 from settings import MissingTokenError
 from sources.errors import SourceError
 from store.db import make_engine
+from store.load import LoadError
 from store.repo import StoreError, finish_run, integration_settings, replace_groups, start_run
 from tasks.extract import extract_task, source_config
 from tasks.filter import filter_task
@@ -27,7 +28,15 @@ from tasks.validate import (
 )
 
 # Errors whose message is written for a person and carries no secret and no personal data.
-EXPLAINED = (SourceError, StoreError, MissingTokenError, MostlyInvalidError, InvalidPlanError, GuardTripped)
+EXPLAINED = (
+    SourceError,
+    StoreError,
+    LoadError,
+    MissingTokenError,
+    MostlyInvalidError,
+    InvalidPlanError,
+    GuardTripped,
+)
 
 
 def describe(exc: BaseException) -> str:

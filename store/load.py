@@ -1,86 +1,64 @@
 """Apply a match plan in one transaction, writing only the rows that change.
 
-The plan goes into a temporary staging table (COPY on Postgres, one executemany on SQLite), then a
-few set-based statements insert the new employees, update the changed ones and record every outcome
-in `run_changes`. Nothing here loops over employees, and nothing deletes one.
+New employees go straight into `employees` with ids taken from its sequence beforehand, so that their
+audit records can name them without a join; changed employees go through a temporary staging table
+and one set-based UPDATE; every outcome lands in `run_changes`. On Postgres each bulk write is a COPY
+of a CSV that polars renders; on SQLite it is one DBAPI executemany. Nothing here loops over employees
+in Python, and nothing deletes one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import polars as pl
+import psycopg
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from schemas.plan import FIELDS, WRITES
 from store.models import utcnow
 
-STAGE_COLUMNS: dict[str, str] = {
-    "employee_id": "BIGINT",
-    "source_user_id": "VARCHAR(200)",
-    "action": "VARCHAR(20)",
-    "reason": "TEXT",
-    "changed_fields": "VARCHAR(200)",
-    "new_email_norm": "VARCHAR(320)",
-    "new_employment_status": "VARCHAR(20)",
-    **{f"{side}_{field}": "TEXT" for field in FIELDS for side in ("old", "new")},
-}
-
+UPDATES = [a for a in WRITES if a != "created"]
 # Outcomes recorded in run_changes: every write, and every conflict (by source id and reason).
 RECORDED = [*WRITES, "conflict"]
 
-
-def stage_frame(plan: pl.DataFrame) -> pl.DataFrame:
-    """The rows worth staging, with old/new kept only for the fields that change (the audit record)."""
-    rows = plan.filter(pl.col("action").is_in(RECORDED))
-    changed = pl.col("changed_fields").fill_null("").str.split(",")
-    audit = []
-    for field in FIELDS:
-        differs = changed.list.contains(field)
-        audit += [
-            pl.when(differs).then(pl.col(f"old_{field}")).alias(f"audit_old_{field}"),
-            pl.when(differs).then(pl.col(f"new_{field}")).alias(f"audit_new_{field}"),
-        ]
-    return rows.with_columns(audit).select(
-        *STAGE_COLUMNS,
-        *[f"audit_{side}_{field}" for field in FIELDS for side in ("old", "new")],
-    )
-
-
-def _create_stage(conn: Connection, columns: list[str]) -> None:
-    types = {**STAGE_COLUMNS, **{c: "TEXT" for c in columns if c.startswith("audit_")}}
-    conn.execute(text("DROP TABLE IF EXISTS plan_stage"))
-    ddl = ", ".join(f"{c} {types[c]}" for c in columns)
-    conn.execute(text(f"CREATE TEMPORARY TABLE plan_stage ({ddl})"))
-
-
-def _fill_stage(conn: Connection, frame: pl.DataFrame) -> None:
-    columns = frame.columns
-    if conn.dialect.name == "postgresql":
-        dbapi = conn.connection.driver_connection
-        assert dbapi is not None
-        with (
-            dbapi.cursor() as cursor,
-            cursor.copy(f"COPY plan_stage ({', '.join(columns)}) FROM STDIN") as copy,
-        ):
-            for row in frame.iter_rows():
-                copy.write_row(row)
-    elif frame.height:
-        placeholders = ", ".join(f":{c}" for c in columns)
-        conn.execute(
-            text(f"INSERT INTO plan_stage ({', '.join(columns)}) VALUES ({placeholders})"),
-            frame.to_dicts(),
-        )
-
-
-_INSERT_CREATED = """
-INSERT INTO employees (tenant_id, email, email_norm, first_name, last_name, display_name,
-                       employment_status, source_user_id, status, created_at, updated_at)
-SELECT :tenant, new_email, new_email_norm, new_first_name, new_last_name, new_display_name,
-       new_employment_status, source_user_id, new_status, :now, :now
-FROM plan_stage WHERE action = 'created'
-"""
+EMPLOYEE_COLUMNS = [
+    "id",
+    "tenant_id",
+    "email",
+    "email_norm",
+    "first_name",
+    "last_name",
+    "display_name",
+    "employment_status",
+    "source_user_id",
+    "status",
+    "created_at",
+    "updated_at",
+]
+STAGE_COLUMNS = [
+    "employee_id",
+    "source_user_id",
+    "new_email",
+    "new_email_norm",
+    "new_first_name",
+    "new_last_name",
+    "new_display_name",
+    "new_employment_status",
+    "new_status",
+]
+AUDIT = [f"{side}_{field}" for field in FIELDS for side in ("old", "new")]
+CHANGE_COLUMNS = [
+    "run_id",
+    "tenant_id",
+    "employee_id",
+    "source_user_id",
+    "action",
+    "reason",
+    "changed_fields",
+    *AUDIT,
+]
 
 # The IS DISTINCT FROM guard keeps a write from touching a row that already holds these values.
 _UPDATE_CHANGED = """
@@ -91,7 +69,6 @@ UPDATE employees SET
     source_user_id = s.source_user_id, updated_at = :now
 FROM plan_stage AS s
 WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
-  AND s.action IN ('linked', 'updated', 'terminated', 'non_matching', 'reactivated')
   AND (employees.email IS DISTINCT FROM s.new_email
        OR employees.first_name IS DISTINCT FROM s.new_first_name
        OR employees.last_name IS DISTINCT FROM s.new_last_name
@@ -101,24 +78,67 @@ WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
        OR employees.source_user_id IS DISTINCT FROM s.source_user_id)
 """
 
-_AUDIT_COLUMNS = ", ".join(f"{side}_{field}" for field in FIELDS for side in ("old", "new"))
-_AUDIT_VALUES = ", ".join(f"s.audit_{side}_{field}" for field in FIELDS for side in ("old", "new"))
 
-# Created employees get their new id from the row just inserted (one join on the tenant's email).
-_RECORD_CHANGES = f"""
-INSERT INTO run_changes (run_id, tenant_id, employee_id, source_user_id, action, reason, changed_fields,
-                         {_AUDIT_COLUMNS})
-SELECT :run_id, :tenant, COALESCE(s.employee_id, e.id), s.source_user_id, s.action, s.reason,
-       s.changed_fields, {_AUDIT_VALUES}
-FROM plan_stage AS s
-LEFT JOIN employees AS e
-  ON s.action = 'created' AND :write = 1 AND e.tenant_id = :tenant AND e.email_norm = s.new_email_norm
-"""
+def audit_records(plan: pl.DataFrame, quarantine: pl.DataFrame, *, run_id: str, tenant_id: str) -> pl.DataFrame:
+    """The run_changes rows: old/new kept only for the fields that change, quarantine by id and reason."""
+    changed = pl.col("changed_fields").fill_null("").str.split(",")
+    audit = [
+        pl.when(changed.list.contains(field)).then(pl.col(f"{side}_{field}")).alias(f"{side}_{field}")
+        for field in FIELDS
+        for side in ("old", "new")
+    ]
+    changes = plan.filter(pl.col("action").is_in(RECORDED)).with_columns(audit)
+    invalid = quarantine.select(
+        "source_user_id", "reason", action=pl.lit("invalid"), employee_id=pl.lit(None, dtype=pl.Int64())
+    )
+    return pl.concat([changes, invalid], how="diagonal_relaxed").select(
+        run_id=pl.lit(run_id),
+        tenant_id=pl.lit(tenant_id),
+        employee_id=pl.col("employee_id"),
+        **{c: pl.col(c) for c in CHANGE_COLUMNS[3:]},
+    )
 
-_RECORD_QUARANTINE = """
-INSERT INTO run_changes (run_id, tenant_id, source_user_id, action, reason)
-VALUES (:run_id, :tenant, :source_user_id, 'invalid', :reason)
-"""
+
+def _bulk_insert(conn: Connection, table: str, frame: pl.DataFrame) -> None:
+    if frame.is_empty():
+        return
+    columns = ", ".join(frame.columns)
+    if conn.dialect.name == "postgresql":
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        with dbapi.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(frame.write_csv(include_header=False))
+    else:
+        marks = ", ".join("?" * frame.width)
+        conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(frame.iter_rows()))
+
+
+def _new_ids(conn: Connection, n: int) -> pl.Series:
+    """`n` fresh employee ids, reserved before the insert so the audit can name the new rows."""
+    if conn.dialect.name == "postgresql":
+        ids = conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence('employees', 'id')) FROM generate_series(1, :n)"), {"n": n}
+        ).scalars()
+        return pl.Series("id", list(ids), dtype=pl.Int64())
+    # SQLite: the write transaction holds the database lock from the first write on, and the ids are
+    # checked again by the primary key; a concurrent writer makes this transaction fail, not collide.
+    top = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM employees")).scalar_one()
+    return pl.int_range(top + 1, top + 1 + n, dtype=pl.Int64(), eager=True).alias("id")
+
+
+class LoadError(Exception):
+    """The load failed and its transaction was rolled back; the message carries no personal data."""
+
+
+def _describe(exc: BaseException) -> str:
+    """The database's complaint without its DETAIL, which quotes the offending values (emails)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, psycopg.Error):
+        constraint = orig.diag.constraint_name
+        what = orig.diag.message_primary or type(orig).__name__
+        what = what.split(" for key ")[0]
+        return f"{type(orig).__name__}: {what}" + (f" ({constraint})" if constraint else "")
+    return f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"
 
 
 def apply_plan(
@@ -131,24 +151,59 @@ def apply_plan(
     dry_run: bool,
     now: datetime | None = None,
 ) -> int:
-    """Write the plan (or, in a dry run, only its record). Returns the employee rows written."""
-    frame = stage_frame(plan)
-    params: dict[str, Any] = {"tenant": tenant_id, "now": now or utcnow(), "run_id": run_id}
+    """Write the plan (in a dry run, only its record). Returns the employee rows written."""
+    now = now or utcnow()
+    stamp = now.isoformat() if engine.dialect.name == "postgresql" else now.replace(tzinfo=None).isoformat(" ")
+    try:
+        return _apply(engine, tenant_id, run_id, plan, quarantine, dry_run=dry_run, now=now, stamp=stamp)
+    except (DBAPIError, psycopg.Error) as exc:
+        raise LoadError(
+            f"tenant {tenant_id}: the load was rolled back, nothing was written ({_describe(exc)}); "
+            "an employee may have been added or changed during the run: run the sync again"
+        ) from None
+
+
+def _apply(
+    engine: Engine,
+    tenant_id: str,
+    run_id: str,
+    plan: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    *,
+    dry_run: bool,
+    now: datetime,
+    stamp: str,
+) -> int:
+    created = plan.filter(pl.col("action") == "created")
+    updates = plan.filter(pl.col("action").is_in(UPDATES)).select(STAGE_COLUMNS)
     written = 0
     with engine.begin() as conn:
-        _create_stage(conn, frame.columns)
-        _fill_stage(conn, frame)
-        if not dry_run:
-            written += conn.execute(text(_INSERT_CREATED), params).rowcount or 0
-            written += conn.execute(text(_UPDATE_CHANGED), params).rowcount or 0
-        conn.execute(text(_RECORD_CHANGES), {**params, "write": 0 if dry_run else 1})
-        if quarantine.height:
-            conn.execute(
-                text(_RECORD_QUARANTINE),
-                [
-                    {**params, "source_user_id": row["source_user_id"], "reason": row["reason"]}
-                    for row in quarantine.select("source_user_id", "reason").iter_rows(named=True)
-                ],
+        if not dry_run and not created.is_empty():
+            ids = _new_ids(conn, created.height)
+            created = created.with_columns(employee_id=ids)
+            rows = created.select(
+                id=pl.col("employee_id"),
+                tenant_id=pl.lit(tenant_id),
+                **{c: pl.col(f"new_{c}") for c in EMPLOYEE_COLUMNS[2:8]},
+                source_user_id=pl.col("source_user_id"),
+                status=pl.col("new_status"),
+                created_at=pl.lit(stamp),
+                updated_at=pl.lit(stamp),
             )
-        conn.execute(text("DROP TABLE plan_stage"))
+            _bulk_insert(conn, "employees", rows)
+            written += rows.height
+            plan = pl.concat([plan.filter(pl.col("action") != "created"), created], how="vertical_relaxed")
+        if not dry_run and not updates.is_empty():
+            conn.execute(text("DROP TABLE IF EXISTS plan_stage"))
+            conn.execute(
+                text(
+                    "CREATE TEMPORARY TABLE plan_stage (employee_id BIGINT, "
+                    + ", ".join(f"{c} TEXT" for c in STAGE_COLUMNS[1:])
+                    + ")"
+                )
+            )
+            _bulk_insert(conn, "plan_stage", updates)
+            written += conn.execute(text(_UPDATE_CHANGED), {"tenant": tenant_id, "now": now}).rowcount or 0
+            conn.execute(text("DROP TABLE plan_stage"))
+        _bulk_insert(conn, "run_changes", audit_records(plan, quarantine, run_id=run_id, tenant_id=tenant_id))
     return written
