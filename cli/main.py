@@ -18,6 +18,9 @@ from sqlalchemy import Engine
 
 # The product never phones home (and has no internet where it runs): Prefect's server telemetry off.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The first embedded (ephemeral) Prefect server in a fresh home creates and migrates its own database,
+# which takes longer than Prefect's 20 s default on a small machine: `provision demo` failed there.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 app = typer.Typer(
     help="Keep each tenant's employees in step with its HR system or identity provider.",

@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, Engine, delete, func, insert, select, updat
 from sqlalchemy.orm import Session
 
 from schemas.employees import EMPLOYEE_SCHEMA
-from sources.normalize import normalize_email
+from sources.normalize import is_valid_email, normalize_email
 from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
 
 
@@ -110,7 +110,7 @@ def select_groups(engine: Engine, tenant_id: str, group_ids: Sequence[str], *, a
 def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str, last_name: str) -> Employee:
     """An employee created by hand: unlinked, so the next sync matches it by email."""
     email = email.strip()
-    if "@" not in email or any(c.isspace() for c in email):
+    if not is_valid_email(email):  # the same syntax rule as for source users' emails
         raise StoreError(f"{email!r} is not an email address.")
     with Session(engine, expire_on_commit=False) as session, session.begin():
         get_tenant(session, tenant_id)
@@ -266,6 +266,8 @@ def _run_dict(run: Run) -> dict[str, Any]:
 
 def run_changes(engine: Engine, run_id: str) -> list[dict[str, Any]]:
     with Session(engine) as session:
+        if session.get(Run, run_id) is None:  # an unknown id is a mistake, not a run without changes
+            raise StoreError(f"Unknown run {run_id!r}; `provision runs TENANT` lists a tenant's runs.")
         changes = session.scalars(select(RunChange).where(RunChange.run_id == run_id).order_by(RunChange.id))
         return [
             {c.name: getattr(change, c.name) for c in RunChange.__table__.columns if c.name != "id"}
