@@ -60,6 +60,18 @@ CHANGE_COLUMNS = [
     *AUDIT,
 ]
 
+# The plan may move an employee onto the email another one leaves in the same run (a chain, a swap, a
+# new hire taking over a changed address). The unique (tenant, email_norm) constraint is checked row by
+# row on both dialects, so every moving employee first parks on a placeholder that no address can equal
+# (it has no '@') and that is unique by id; the update then writes the final emails, and new employees
+# are inserted after it.
+_PARK_MOVING = """
+UPDATE employees SET email_norm = 'moving:' || CAST(employees.id AS VARCHAR(20))
+FROM plan_stage AS s
+WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
+  AND employees.email_norm <> s.new_email_norm
+"""
+
 # The IS DISTINCT FROM guard keeps a write from touching a row that already holds these values.
 _UPDATE_CHANGED = """
 UPDATE employees SET
@@ -70,6 +82,7 @@ UPDATE employees SET
 FROM plan_stage AS s
 WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
   AND (employees.email IS DISTINCT FROM s.new_email
+       OR employees.email_norm IS DISTINCT FROM s.new_email_norm
        OR employees.first_name IS DISTINCT FROM s.new_first_name
        OR employees.last_name IS DISTINCT FROM s.new_last_name
        OR employees.display_name IS DISTINCT FROM s.new_display_name
@@ -178,6 +191,19 @@ def _apply(
     updates = plan.filter(pl.col("action").is_in(UPDATES)).select(STAGE_COLUMNS)
     written = 0
     with engine.begin() as conn:
+        if not dry_run and not updates.is_empty():
+            conn.execute(text("DROP TABLE IF EXISTS plan_stage"))
+            conn.execute(
+                text(
+                    "CREATE TEMPORARY TABLE plan_stage (employee_id BIGINT, "
+                    + ", ".join(f"{c} TEXT" for c in STAGE_COLUMNS[1:])
+                    + ")"
+                )
+            )
+            _bulk_insert(conn, "plan_stage", updates)
+            conn.execute(text(_PARK_MOVING), {"tenant": tenant_id})
+            written += conn.execute(text(_UPDATE_CHANGED), {"tenant": tenant_id, "now": now}).rowcount or 0
+            conn.execute(text("DROP TABLE plan_stage"))
         if not dry_run and not created.is_empty():
             ids = _new_ids(conn, created.height)
             created = created.with_columns(employee_id=ids)
@@ -193,17 +219,5 @@ def _apply(
             _bulk_insert(conn, "employees", rows)
             written += rows.height
             plan = pl.concat([plan.filter(pl.col("action") != "created"), created], how="vertical_relaxed")
-        if not dry_run and not updates.is_empty():
-            conn.execute(text("DROP TABLE IF EXISTS plan_stage"))
-            conn.execute(
-                text(
-                    "CREATE TEMPORARY TABLE plan_stage (employee_id BIGINT, "
-                    + ", ".join(f"{c} TEXT" for c in STAGE_COLUMNS[1:])
-                    + ")"
-                )
-            )
-            _bulk_insert(conn, "plan_stage", updates)
-            written += conn.execute(text(_UPDATE_CHANGED), {"tenant": tenant_id, "now": now}).rowcount or 0
-            conn.execute(text("DROP TABLE plan_stage"))
         _bulk_insert(conn, "run_changes", audit_records(plan, quarantine, run_id=run_id, tenant_id=tenant_id))
     return written

@@ -53,6 +53,27 @@ def _keep_as_is(employees: pl.DataFrame, action: str, reason: str | None) -> pl.
     )
 
 
+def _blocked_claims(claims: pl.DataFrame, employees: pl.DataFrame) -> pl.DataFrame:
+    """The claims on an email (moves of matched employees, new hires) that another employee keeps.
+
+    `claims` has one row per claim (source_user_id, employee_id or null for a hire, new_email_norm);
+    their targets are distinct, since two source users with one email never get this far. A claim is
+    blocked when an employee that is not moving away (or whose own move is blocked) keeps its target.
+    Judged against the emails after the run, not before it: a chain (one leaves b@ for c@ while another
+    takes b@) or a swap applies in one run, so that a second run on the same source has nothing left
+    to apply (idempotence). Grows one blocked level per pass; claims only ever get blocked, so it ends.
+    """
+    moving = claims.filter(pl.col("employee_id").is_not_null()).select("employee_id")
+    blocked = claims.clear()
+    while True:
+        still_moving = moving.join(blocked.select("employee_id").drop_nulls(), on="employee_id", how="anti")
+        kept = employees.join(still_moving, on="employee_id", how="anti").select(new_email_norm=pl.col("email_norm"))
+        grown = claims.join(kept, on="new_email_norm", how="semi")
+        if grown.height == blocked.height:
+            return grown
+        blocked = grown
+
+
 def _changed_fields() -> pl.Expr:
     changed = [pl.when(pl.col(f"old_{f}").ne_missing(pl.col(f"new_{f}"))).then(pl.lit(f)) for f in FIELDS]
     return pl.concat_str(changed, separator=",", ignore_nulls=True).replace("", None)
@@ -129,10 +150,22 @@ def match(
         new_status=pl.when(pl.col("active")).then(pl.lit("synced")).otherwise(pl.lit("terminated")),
         new_employment_status=pl.col("employment_status"),
     )
-    # Rule 6: an email change onto an email another employee holds is not applied.
-    taken = employees.select(new_email_norm=pl.col("email_norm"))
+    # Rule 6: an email change onto an email another employee keeps is not applied; nor is a new
+    # employee created with such an email (it is not merged into that employee either).
+    new_active = unmatched.filter(pl.col("active"))
     moves = pl.col("new_email_norm") != pl.col("old_email_norm")
-    collides = matched.filter(moves).join(taken, on="new_email_norm", how="semi")
+    claims = pl.concat(
+        [
+            matched.filter(moves).select("source_user_id", "employee_id", "new_email_norm"),
+            new_active.select(
+                source_user_id=pl.col("user_id"),
+                employee_id=pl.lit(None, dtype=pl.Int64()),
+                new_email_norm=pl.col("email_norm"),
+            ),
+        ]
+    )
+    blocked = _blocked_claims(claims, employees)
+    collides = blocked.filter(pl.col("employee_id").is_not_null())
     email_conflicts = employees.join(collides.select("employee_id"), on="employee_id", how="semi")
     matched = matched.join(collides.select("employee_id"), on="employee_id", how="anti")
 
@@ -151,9 +184,12 @@ def match(
     )
 
     # Rule 3: an active source user still unmatched becomes a new employee; an inactive one does not.
-    new_active = unmatched.filter(pl.col("active"))
-    # An email held by an employee linked to someone else is not merged into a new person.
-    reused = new_active.join(employees.select("email_norm"), on="email_norm", how="semi")
+    # An email another employee keeps (linked to someone else) is not merged into a new person.
+    reused = new_active.join(
+        blocked.filter(pl.col("employee_id").is_null()).select(user_id=pl.col("source_user_id")),
+        on="user_id",
+        how="semi",
+    )
     creates = (
         new_active.join(reused.select("user_id"), on="user_id", how="anti")
         .select(

@@ -208,14 +208,36 @@ def test_email_change_onto_another_employees_email_is_a_conflict_and_not_applied
         users(source_user("u1", "b@acme.de", first_name="Changed"), source_user("u2", "b2@acme.de")),
         employees(
             employee(1, "a@acme.de", link="u1", status="synced"),
-            employee(2, "b@acme.de", link="u2", status="synced"),
+            employee(2, "b@acme.de", link="u3", status="synced"),  # u3 left the source: flagged, keeps b@
         ),
     )
     row = outcome(plan, employee_id=1)
     assert row["action"] == "conflict"
     assert (row["new_email"], row["new_first_name"], row["new_status"]) == ("a@acme.de", "Anna", "synced")
     assert row["source_user_id"] == "u1"
-    assert outcome(plan, employee_id=2)["action"] == "updated"
+    assert outcome(plan, employee_id=2)["action"] == "non_matching"
+    assert outcome(plan, user_id="u2")["action"] == "created"
+
+
+def test_email_change_onto_an_email_its_holder_leaves_in_the_same_run_is_applied() -> None:
+    # why: judged against the emails after the run, so that a second run on the same source has
+    # nothing left to apply (idempotence); the load parks moving rows, so chains and swaps both work.
+    plan = plan_for(
+        users(source_user("u1", "b@acme.de"), source_user("u2", "c@acme.de"), source_user("u3", "a@acme.de")),
+        employees(
+            employee(1, "a@acme.de", link="u1", status="synced"),
+            employee(2, "b@acme.de", link="u2", status="synced"),
+        ),
+    )
+    assert (outcome(plan, employee_id=1)["action"], outcome(plan, employee_id=1)["new_email"]) == (
+        "updated",
+        "b@acme.de",
+    )
+    assert (outcome(plan, employee_id=2)["action"], outcome(plan, employee_id=2)["new_email"]) == (
+        "updated",
+        "c@acme.de",
+    )
+    assert outcome(plan, user_id="u3")["action"] == "created"  # takes over the address u1 left
 
 
 def test_every_employee_and_every_in_scope_source_user_gets_exactly_one_action() -> None:
