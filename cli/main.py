@@ -38,6 +38,13 @@ app.add_typer(run_app, name="run")
 
 PROVIDERS = ("entra", "personio", "google")
 STATUSES = ("synced", "terminated", "non_matching", "unmanaged")
+FAULT_HELP = (  # simulator.faults.FAULT_SPEC_HELP, kept import-free so `provision --help` stays fast
+    "A fault to inject (repeatable): NAME\\[xCOUNT]\\[@employee|@group]\\[:OFFSET]; COUNT `*` = every request. "
+    "NAME: 429, 429-bare (no Retry-After), 500, 502, 503, 504, 400, 401, 403, 404, 501, slow, drop "
+    "(connection closed mid-response), truncate, malformed, not-array, repeat / skip (offset drift at "
+    "OFFSET, default 100), short-page (half a page at OFFSET), wrong-total, no-total, empty (no employees). "
+    "E.g. --fault 429x3 --fault 503x2@group."
+)
 
 
 def fail(message: str) -> NoReturn:
@@ -300,13 +307,32 @@ def simulator(
     dataset: Annotated[Path | None, typer.Option(help="A dataset file {employees, groups} to serve instead.")] = None,
     connection_id: Annotated[str, typer.Option(help="The connection id it answers to.")] = "conn-demo",
     token: Annotated[str, typer.Option(help="The API token it accepts.")] = "sim-token",
+    fault: Annotated[list[str] | None, typer.Option("--fault", help=FAULT_HELP)] = None,
+    latency_ms: Annotated[float, typer.Option(help="Delay every request by this many milliseconds.")] = 0,
+    slow_seconds: Annotated[float, typer.Option(help="How long a `slow` fault waits before answering.")] = 60,
 ) -> None:
-    """Serve the Unified.to HRIS simulator over HTTP until interrupted."""
+    """Serve the Unified.to HRIS simulator over HTTP until interrupted, optionally with injected faults."""
+    from simulator.faults import parse_fault_spec
     from simulator.serve import run_simulator_command
 
     if dataset is not None and not dataset.is_file():
         fail(f"No dataset file at {dataset}.")
-    run_simulator_command(port=port, users=users, seed=seed, dataset=dataset, connection_id=connection_id, token=token)
+    for spec in fault or []:
+        try:
+            parse_fault_spec(spec)
+        except ValueError as exc:
+            fail(f"{exc}.")
+    run_simulator_command(
+        port=port,
+        users=users,
+        seed=seed,
+        dataset=dataset,
+        connection_id=connection_id,
+        token=token,
+        latency_ms=latency_ms,
+        faults=fault or [],
+        slow_seconds=slow_seconds,
+    )
 
 
 @app.command()

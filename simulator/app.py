@@ -16,6 +16,7 @@ Nothing here logs a request or response body.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import math
 import os
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from simulator.faults import Fault, FaultPlan, PathKind
 from simulator.source import Dataset, SimulatorSource, TenantData, _encode
@@ -77,6 +79,31 @@ def _fault_response(fault: Fault) -> Response:
     if fault.body is not None:
         return Response(fault.body, status_code=fault.status, media_type="application/json", headers=headers)
     return error_response(fault.status, fault.message, headers)
+
+
+class _DroppedResponse(Response):
+    """Sends the headers (announcing the whole body) and half the body, then ends without finishing it:
+    the server closes the connection mid-response, as a crashing upstream or a cut network does."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+
+
+def _bend(response: Response, fault: Fault | None) -> Response:
+    """Apply a fault that bends a real list answer: a dropped connection or a truncated body."""
+    if fault is None or response.status_code != 200:
+        return response
+    if fault.drop:
+        return _DroppedResponse(response.body, media_type="application/json", headers=_kept_headers(response))
+    if fault.truncate:
+        body = bytes(response.body)
+        return Response(body[: max(1, len(body) // 2)], media_type="application/json", headers=_kept_headers(response))
+    return response
+
+
+def _kept_headers(response: Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
 
 
 def _token_of(header: str | None) -> str | None:
@@ -128,9 +155,20 @@ class _Simulator:
         self.latency_ms = latency_ms
         # Bounded, so a long-running `provision simulator` does not grow without end.
         self.requests: deque[SeenRequest] = deque(maxlen=100_000)
+        # Requests being answered right now, and the most there ever were at once (shows client concurrency).
+        # The event loop is one thread, so plain integers suffice.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.received = 0
 
     async def handle(self, request: Request, kind: PathKind) -> Response:
-        response = await self._respond(request, kind)
+        self.received += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            response = await self._respond(request, kind)
+        finally:
+            self.in_flight -= 1
         self.requests.append(
             SeenRequest(
                 kind=kind,
@@ -145,11 +183,16 @@ class _Simulator:
     async def _respond(self, request: Request, kind: PathKind) -> Response:
         if self.latency_ms:
             await anyio.sleep(self.latency_ms / 1000)
-        fault = self.faults.take(kind)
+        offset = None
+        if "record_id" not in request.path_params:
+            with contextlib.suppress(_ApiError):
+                offset = _number(request.query_params.get("offset"), "offset", 0)
+        fault = self.faults.take(kind, offset)
         if fault is not None:
             if fault.delay_s:
                 await anyio.sleep(fault.delay_s)
-            return _fault_response(fault)
+            if fault.replaces_answer:
+                return _fault_response(fault)
         try:
             self._authorize(request)
             if request.path_params["connection_id"] != self.connection_id:
@@ -157,7 +200,7 @@ class _Simulator:
             data = self.source.current()
             record_id = request.path_params.get("record_id")
             if record_id is None:
-                return self._list(request, data, kind)
+                return _bend(self._list(request, data, kind, fault), fault)
             return self._get(request, data, kind, record_id)
         except _ApiError as exc:
             return error_response(exc.status, exc.message)
@@ -167,7 +210,7 @@ class _Simulator:
         if token is None or not hmac.compare_digest(token.encode(), self._token):
             raise _ApiError(401, "Unauthorized")
 
-    def _list(self, request: Request, data: TenantData, kind: PathKind) -> Response:
+    def _list(self, request: Request, data: TenantData, kind: PathKind, fault: Fault | None = None) -> Response:
         limit = _number(request.query_params.get("limit"), "limit", MAX_LIMIT)
         offset = _number(request.query_params.get("offset"), "offset", 0)
         if limit == 0:
@@ -175,14 +218,21 @@ class _Simulator:
         limit = min(limit, MAX_LIMIT)
         listing = data.listing(kind)
         total = len(listing.records)
-        stop = min(offset + limit, total)
+        if fault is not None and fault.empty:
+            return Response(b"[]", media_type="application/json", headers={"X-Total-Count": "0"})
+        if fault is not None and fault.shift:
+            offset = max(0, offset + fault.shift)  # offset drift: the source changed while being paged
+        stop = min(offset + (limit if fault is None or fault.page_cut is None else min(limit, fault.page_cut)), total)
         fields = _fields(request)
         if fields is None:
             parts = [listing.encoded(i) for i in range(offset, stop)]
         else:
             parts = [_encode(_project(listing.records[i], fields)) for i in range(offset, stop)]
         body = b"[" + b",".join(parts) + b"]"
-        return Response(body, media_type="application/json", headers={"X-Total-Count": str(total)})
+        headers: dict[str, str] = {}
+        if fault is None or not fault.omit_total:
+            headers["X-Total-Count"] = str(total + (fault.total_delta if fault else 0))
+        return Response(body, media_type="application/json", headers=headers)
 
     def _get(self, request: Request, data: TenantData, kind: PathKind, record_id: str) -> Response:
         listing = data.listing(kind)
@@ -213,7 +263,8 @@ def create_app(
     `source` is a dataset dict, a path to a dataset JSON file (re-read when it changes), or a
     `SimulatorSource`. `faults` is a `FaultPlan` the caller can keep adding to while the app runs;
     `latency_ms` delays every request (for benchmarks). The app's `state.simulator` exposes
-    `source`, `faults` and `requests` (a log of `SeenRequest`, without query values beyond paging).
+    `source`, `faults` and `requests` (a log of `SeenRequest`, without query values beyond paging),
+    `received` (requests arrived so far) and `max_in_flight` (most requests answered at once).
     """
     sim = _Simulator(
         SimulatorSource.coerce(source),

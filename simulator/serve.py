@@ -13,13 +13,14 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 
 from simulator.app import create_app
+from simulator.faults import FaultPlan, parse_fault_spec
 from simulator.generator import generate_dataset
 from simulator.source import SimulatorSource
 
@@ -96,13 +97,22 @@ def run_simulator_command(
     token: str = "sim-token",
     host: str = "127.0.0.1",
     latency_ms: float = 0,
+    faults: Sequence[str] = (),
+    slow_seconds: float = 60.0,
 ) -> None:
-    """What `provision simulator` runs: serve a generated tenant (or a dataset file) until interrupted."""
+    """What `provision simulator` runs: serve a generated tenant (or a dataset file) until interrupted.
+
+    `faults` are `--fault` specs (simulator.faults.FAULT_SPEC_HELP); a bad spec raises ValueError first.
+    """
+    plan = FaultPlan([f for spec in faults for f in parse_fault_spec(spec, slow_seconds=slow_seconds)])
     source = SimulatorSource(path=dataset) if dataset is not None else SimulatorSource(generate_dataset(users, seed))
-    app = create_app(source, connection_id=connection_id, token=token, latency_ms=latency_ms)
+    app = create_app(source, connection_id=connection_id, token=token, latency_ms=latency_ms, faults=plan)
     what = f"dataset {dataset}" if dataset is not None else f"{users} generated users (seed {seed})"
+    extras = "".join(
+        [f", {latency_ms:g} ms latency" if latency_ms else "", f", faults {' '.join(faults)}" if faults else ""]
+    )
     print(
-        f"Unified.to HRIS simulator listening on http://{host}:{port} with {what}: "
+        f"Unified.to HRIS simulator listening on http://{host}:{port} with {what}{extras}: "
         f"connection id {connection_id}, token {token} (the simulator's own fake token)",
         flush=True,
     )

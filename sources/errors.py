@@ -45,3 +45,16 @@ class MalformedPayloadError(PermanentSourceError):
 
 class PageLimitError(PermanentSourceError):
     """A listing did not end within the client's page cap: the source may be ignoring `offset`."""
+
+
+class InconsistentListingError(TransientSourceError):
+    """The listing changed under the client on every read (ids repeated across pages, pages disagreeing
+    on the total): the source was being edited while paged. Transient: once it is still, a run reads it whole.
+    """
+
+
+class IncompleteListingError(PermanentSourceError):
+    """Reads agree with each other yet hold fewer records than the source's X-Total-Count announces (or a
+    short page is followed by more records): a page goes missing every time. Permanent: no retry can
+    read the missing records, and a partial listing would flag their employees `non_matching`.
+    """

@@ -4,6 +4,21 @@ One `_request()` sorts every outcome into a typed error (sources/errors.py) and 
 transient ones; `iter_pages()` pages with `limit`/`offset` until a short page. Payloads are returned
 raw; `sources.normalize` turns them into the frames of `sources.model`.
 
+Concurrent paging: offsets are known in advance (page k is at `k * limit`), so up to `concurrency` pages
+are in flight at once on a thread pool over the one (thread-safe) httpx.Client. Page 0 goes alone; its
+X-Total-Count says how many more to ask for (without one, `concurrency` pages at a time). Pages are kept
+in order; the first short page ends the listing and pages requested beyond it are discarded (they must be
+empty). A 429 or 5xx pauses every worker, not just the one that got it: the worker that was told to wait
+holds a shared gate while it sleeps, and every request first passes that gate.
+
+Consistent listings: a listing is read again (at most `max_reads` times in all) when an id repeats
+across pages, when pages disagree on `X-Total-Count`, when fewer records arrive than it announced, or
+when records turn up beyond the page that ended it; every other read uses a page one record shorter, so
+that a repeat caused by where pages break moves. Two reads that agree exactly are the source's truth:
+repeated ids are then its own duplicates (quarantined downstream); still too few records is an
+IncompleteListingError (permanent). Reads that never agree are an InconsistentListingError (transient).
+A missed page must never reach matching, where it would flag its employees `non_matching`.
+
 Retry budget: one request spends at most `max_retry_wait()` seconds asleep between its attempts
 (`(max_attempts - 1) * backoff_max`, since a `Retry-After` is capped at `backoff_max` too), plus up to
 `max_attempts` request timeouts. A task-level retry should be bounded against that, not multiply it.
@@ -16,8 +31,11 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -26,6 +44,8 @@ import httpx
 from pydantic import SecretStr
 
 from sources.errors import (
+    IncompleteListingError,
+    InconsistentListingError,
     MalformedPayloadError,
     PageLimitError,
     SourceAuthError,
@@ -37,6 +57,10 @@ from sources.errors import (
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 PAGE_SIZE = 100  # Unified's default and maximum page size
 MAX_PAGES = 10_000  # 1M records: far beyond any tenant; hitting it means paging never ends
+# Pages in flight at once. 8 x 100 records keeps a 30 ms-latency source ~8x faster than one page at a time
+# while staying far below any documented rate limit; a 429 pauses all of them together.
+DEFAULT_CONCURRENCY = 8
+MAX_READS = 3  # reads of one listing before an inconsistent source fails the run
 USER_AGENT = "employee-provisioning/0.1 (+unified-hris-client)"
 # Data minimisation starts at the request: ask only for what the normalizer keeps (it drops the rest
 # anyway, for integrations that ignore `fields`). Comma-separated, as the Unified CLI sends it.
@@ -86,9 +110,14 @@ class UnifiedClient:
         page_size: int = PAGE_SIZE,
         max_pages: int = MAX_PAGES,
         rng: random.Random | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_reads: int = MAX_READS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if concurrency < 1 or max_reads < 1:
+            raise ValueError("concurrency and max_reads must be at least 1")
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {PAGE_SIZE}")
         self.tenant = tenant
@@ -98,8 +127,14 @@ class UnifiedClient:
         self.backoff_max = backoff_max
         self.page_size = page_size
         self.max_pages = max_pages
+        self.concurrency = concurrency
+        self.max_reads = max_reads
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        # Held by a worker while it sleeps off a 429/5xx; every request passes it first (backing off together).
+        self._pause = threading.Lock()
         self._prefix = f"/hris/{quote(connection_id, safe='')}"
         # The token is unwrapped here only, into a header httpx never puts into an exception message.
         self._http = httpx.Client(
@@ -138,7 +173,31 @@ class UnifiedClient:
 
     def _backoff(self, attempt: int) -> float:
         # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**(attempt-1))].
-        return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+        with self._rng_lock:
+            return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _wait_for_pause(self) -> None:
+        """Block while another worker sleeps off a 429 or 5xx."""
+        with self._pause:
+            pass
+
+    def _pause_all(self, wait: float) -> None:
+        """Sleep `wait` seconds holding the gate, so no worker sends a request meanwhile.
+
+        A worker that finds the gate taken waits for it, then sleeps only what is left of its own wait:
+        concurrent 429s pause the pool about once, not once each in a row.
+        """
+        deadline = self._clock() + wait
+        if self._pause.acquire(blocking=False):
+            try:
+                self._sleep(wait)
+            finally:
+                self._pause.release()
+            return
+        with self._pause:
+            left = deadline - self._clock()
+            if left > 0:
+                self._sleep(left)
 
     # -- one request ----------------------------------------------------------------------------
 
@@ -147,9 +206,14 @@ class UnifiedClient:
 
     def _request(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET `path` under the connection, retrying transient failures; return the decoded JSON body."""
+        return self._fetch(path, params)[0]
+
+    def _fetch(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, int | None]:
+        """The decoded JSON body and the `X-Total-Count` (None when absent or unreadable)."""
         url = self._prefix + path
         cause = ""
         for attempt in range(1, self.max_attempts + 1):
+            self._wait_for_pause()
             try:
                 response = self._http.get(url, params=params)
             except httpx.TimeoutException as exc:
@@ -161,7 +225,7 @@ class UnifiedClient:
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return self._decode(response, path)
+                    return self._decode(response, path), _total_count(response)
                 if status == 429 or (status >= 500 and status != 501):
                     cause = "rate limited (429)" if status == 429 else f"server error ({status})"
                     retry_after = _retry_after_seconds(response)
@@ -169,7 +233,7 @@ class UnifiedClient:
                 else:
                     self._raise_permanent(status, path)
             if attempt < self.max_attempts:
-                self._sleep(min(wait, self.backoff_max))
+                self._pause_all(min(wait, self.backoff_max))
         raise TransientSourceError(
             f"Unified.to {path} {self._where()} still failing after {self.max_attempts} attempts: {cause}",
             tenant=self.tenant,
@@ -215,39 +279,133 @@ class UnifiedClient:
 
     # -- paging ---------------------------------------------------------------------------------
 
-    def iter_pages(self, path: str, *, fields: str | None = None) -> Iterator[list[Any]]:
-        """Yield the pages of a list endpoint.
+    def _page(self, path: str, fields: str | None, index: int, size: int) -> tuple[list[Any], int | None]:
+        params: dict[str, Any] = {"limit": size, "offset": index * size}
+        if fields:
+            params["fields"] = fields
+        page, total = self._fetch(path, params)
+        if not isinstance(page, list):
+            raise MalformedPayloadError(
+                f"Unified.to answered {path} {self._where()} with a JSON {type(page).__name__}, "
+                "not the array it promises",
+                tenant=self.tenant,
+            )
+        return page, total
 
-        Stop rule: a page shorter than `limit` is the last one (so a listing of exactly N*limit records
-        ends with an empty page). The offset advances by the records received. More than `max_pages`
-        pages raises PageLimitError rather than loop forever on a source that ignores `offset`.
+    def _read_pages(self, path: str, fields: str | None, size: int) -> tuple[list[tuple[list[Any], int | None]], bool]:
+        """One read of a listing: its pages in order up to the first short one, and whether any page
+        fetched beyond that one held records (then the short page was not the end).
+
+        Stop rule: page k is at offset k*limit; the first page shorter than `limit` is the last (so N*limit
+        records end with an empty page). Up to `concurrency` pages are in flight; pages beyond the last
+        are discarded. More than `max_pages` pages raises PageLimitError rather than loop forever on a
+        source that ignores `offset`.
         """
-        offset = 0
-        for _ in range(self.max_pages):
-            params: dict[str, Any] = {"limit": self.page_size, "offset": offset}
-            if fields:
-                params["fields"] = fields
-            page = self._request(path, params)
-            if not isinstance(page, list):
-                raise MalformedPayloadError(
-                    f"Unified.to answered {path} {self._where()} with a JSON {type(page).__name__}, "
-                    "not the array it promises",
-                    tenant=self.tenant,
-                )
+        pages: dict[int, tuple[list[Any], int | None]] = {}
+        end: int | None = None
+        next_index = 0
+        # Pages worth requesting: page 0 alone first (most listings are one page); then, with an
+        # X-Total-Count, exactly the pages it implies; without one (or past it), `concurrency` at a time.
+        hint: int | None = 0
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="unified-page")
+        in_flight: dict[Future[tuple[list[Any], int | None]], int] = {}
+        try:
+            while True:
+                while (
+                    len(in_flight) < self.concurrency
+                    and end is None
+                    and next_index < self.max_pages
+                    and (hint is None or next_index <= hint)
+                ):
+                    in_flight[pool.submit(self._page, path, fields, next_index, size)] = next_index
+                    next_index += 1
+                if not in_flight:
+                    if end is None and next_index < self.max_pages:
+                        hint = None  # the announced pages were all full: read on until a short page
+                        continue
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = in_flight.pop(future)
+                    pages[index] = future.result()  # a failed page fails the read (the rest is cancelled)
+                    page, total = pages[index]
+                    if index == 0:
+                        hint = total // size if total is not None else None
+                    if len(page) < size and (end is None or index < end):
+                        end = index
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if end is None:
+            raise PageLimitError(
+                f"Unified.to {path} {self._where()} did not end within {self.max_pages} pages",
+                tenant=self.tenant,
+            )
+        overflow = any(pages[i][0] for i in pages if i > end)
+        return [pages[i] for i in range(end + 1)], overflow
+
+    def iter_pages(self, path: str, *, fields: str | None = None) -> Iterator[list[Any]]:
+        """Yield the pages of one read of a list endpoint, in order (see `_read_pages`; no consistency check)."""
+        for page, _total in self._read_pages(path, fields, self.page_size)[0]:
             yield page
-            if len(page) < self.page_size:
-                return
-            offset += len(page)
-        raise PageLimitError(
-            f"Unified.to {path} {self._where()} did not end within {self.max_pages} pages",
-            tenant=self.tenant,
+
+    def _read_listing(self, path: str, fields: str | None, size: int) -> _Listing:
+        pages, overflow = self._read_pages(path, fields, size)
+        records: list[Any] = []
+        ids: list[str | None] = []
+        seen: set[str] = set()
+        repeated = 0
+        for page, _total in pages:
+            page_ids = [r.get("id") if isinstance(r, dict) and isinstance(r.get("id"), str) else None for r in page]
+            on_page = {i for i in page_ids if i is not None}
+            repeated += len(on_page & seen)  # within one page a repeat is the source's own, not drift
+            seen |= on_page
+            records.extend(page)
+            ids.extend(page_ids)
+        totals = tuple(t for _page, t in pages)
+        announced = {t for t in totals if t is not None}
+        problems: list[str] = []
+        if repeated:
+            problems.append(f"{repeated} ids repeated across pages")
+        if len(announced) > 1:
+            problems.append("the total count changed while paging")
+        short = len(announced) == 1 and len(records) < next(iter(announced))
+        if short:
+            problems.append(f"{len(records)} records where X-Total-Count announced {next(iter(announced))}")
+        if overflow:
+            problems.append("records beyond the short page that ended the listing")
+        return _Listing(
+            records=records,
+            fingerprint=(tuple(ids), tuple(sorted(announced))),
+            problem="; ".join(problems) or None,
+            incomplete=short or overflow,
         )
 
     def _list(self, path: str, fields: str) -> list[Any]:
-        records: list[Any] = []
-        for page in self.iter_pages(path, fields=fields):
-            records.extend(page)
-        return records
+        """Every record of a listing, read again while it is inconsistent (module docstring)."""
+        previous: _Listing | None = None
+        listing: _Listing | None = None
+        for read in range(self.max_reads):
+            # Every other read pages with one record less per page: a repeat that depends on where the
+            # pages break (drift, an off-by-one offset) then moves, while the source's own duplicates stay.
+            size = self.page_size if read % 2 == 0 else max(1, self.page_size - 1)
+            listing = self._read_listing(path, fields, size)
+            if listing.problem is None:
+                return listing.records
+            if previous is not None and listing.fingerprint == previous.fingerprint:
+                if listing.incomplete:
+                    raise IncompleteListingError(
+                        f"Unified.to {path} {self._where()} is missing records on every read ({listing.problem}); "
+                        "nothing was changed, since the missing employees would be flagged non_matching",
+                        tenant=self.tenant,
+                    )
+                return listing.records  # the same repeated ids twice: the source's own duplicates
+            previous = listing
+        assert listing is not None and listing.problem is not None
+        raise InconsistentListingError(
+            f"Unified.to {path} {self._where()} gave a different listing on each of {self.max_reads} reads "
+            f"({listing.problem}): it changed while being paged, or pages inconsistently; nothing was changed",
+            tenant=self.tenant,
+        )
 
     def list_employees(self) -> list[Any]:
         """Every HrisEmployee of the connection, raw (normalize them with `sources.normalize`)."""
@@ -256,3 +414,19 @@ class UnifiedClient:
     def list_groups(self) -> list[Any]:
         """Every HrisGroup of the connection, raw."""
         return self._list("/group", GROUP_FIELDS)
+
+
+@dataclass(frozen=True)
+class _Listing:
+    records: list[Any]
+    fingerprint: tuple[tuple[str | None, ...], tuple[int, ...]]  # ids in order, the totals announced
+    problem: str | None  # why the read looks inconsistent, or None
+    incomplete: bool  # records are missing (fewer than announced, or more after the last page)
+
+
+def _total_count(response: httpx.Response) -> int | None:
+    value = response.headers.get("x-total-count")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None  # an unreadable total is no total: paging still ends on a short page
