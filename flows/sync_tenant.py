@@ -6,18 +6,22 @@ from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
+from sqlalchemy import Engine
 
+from flows.triggers import TRIGGERS, current_trigger
 from settings import MissingTokenError
 from sources.errors import SourceError
 from store.db import make_engine
 from store.load import LoadError
+from store.locks import TenantBusyError, tenant_lock
+from store.models import Integration
 from store.repo import StoreError, finish_run, integration_settings, replace_groups, start_run
 from tasks.extract import extract_task, source_config
 from tasks.filter import filter_task
 from tasks.flatten import flatten_task
 from tasks.load import load_task
 from tasks.match import match_task
-from tasks.report import count, publish, report_task, summary_markdown, totals
+from tasks.report import count, failure_markdown, publish, report_task, summary_markdown, totals
 from tasks.validate import (
     Guard,
     GuardTripped,
@@ -48,22 +52,45 @@ def describe(exc: BaseException) -> str:
 
 @flow(name="sync-tenant", flow_run_name="sync-{tenant}")
 def sync_tenant(
-    tenant: str, dry_run: bool = False, override_guard: bool = False, trigger: str = "manual"
+    tenant: str,
+    dry_run: bool = False,
+    override_guard: bool = False,
+    trigger: str | None = None,
+    wait_for_lock: bool = False,
 ) -> dict[str, Any]:
-    """Sync one tenant's employees with its source. Returns the run id, outcome, counts and totals."""
+    """Sync one tenant's employees with its source. Returns the run id, outcome, counts and totals.
+
+    `trigger` (manual, schedule, backfill, cli) is read from the Prefect run when not given. Only one
+    run per tenant at a time: a second one is refused, or waits for the first with `wait_for_lock`.
+    """
+    if trigger is not None and trigger not in TRIGGERS:
+        raise ValueError(f"Unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}.")
     engine = make_engine()
     integration = integration_settings(engine, tenant)
-    config = source_config(integration)
-    guard = Guard(max_share=integration.guard_max_share, min_count=integration.guard_min_count)
-    parameters = {"dry_run": dry_run, "override_guard": override_guard}
+    parameters = {"dry_run": dry_run, "override_guard": override_guard, "wait_for_lock": wait_for_lock}
     run_id = start_run(
         engine,
         tenant,
-        trigger=trigger,
+        trigger=trigger or current_trigger(),
         parameters=parameters,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         dry_run=dry_run,
     )
+    try:
+        with tenant_lock(engine, tenant, wait=wait_for_lock):
+            return run_stages(engine, integration, run_id, dry_run=dry_run, override_guard=override_guard)
+    except TenantBusyError as exc:
+        finish_run(engine, run_id, outcome="refused", failed_stage="lock", error=str(exc))
+        raise
+
+
+def run_stages(
+    engine: Engine, integration: Integration, run_id: str, *, dry_run: bool, override_guard: bool
+) -> dict[str, Any]:
+    """The stages of one run, in order, under the tenant's lock; the run row says where a failure happened."""
+    tenant = integration.tenant_id
+    config = source_config(integration)
+    guard = Guard(max_share=integration.guard_max_share, min_count=integration.guard_min_count)
     stage = "extract"
     try:
         snapshot = extract_task(config)
@@ -107,12 +134,7 @@ def sync_tenant(
         report_task(tenant, counts, markdown)
     except Exception as exc:
         finish_run(engine, run_id, outcome="failed", failed_stage=stage, error=describe(exc))
-        publish(
-            tenant,
-            {},
-            f"# Sync of tenant `{tenant}` failed in stage {stage}\n\n{describe(exc)}\n\n"
-            "Nothing was changed: the employee table is as it was before the run.",
-        )
+        publish(tenant, {}, failure_markdown(tenant=tenant, run_id=run_id, stage=stage, reason=describe(exc)))
         raise
     if stop_reason:
         raise GuardTripped(f"tenant {tenant}: {stop_reason}; re-run with override_guard=True to apply it")

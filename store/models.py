@@ -154,3 +154,14 @@ class RunChange(Base):
     new_display_name: Mapped[str | None] = mapped_column(String(400))
     old_status: Mapped[str | None] = mapped_column(String(20))
     new_status: Mapped[str | None] = mapped_column(String(20))
+
+
+class TenantLock(Base):
+    """The one-run-per-tenant lock on databases without advisory locks (SQLite): see store/locks.py."""
+
+    __tablename__ = "tenant_locks"
+
+    tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

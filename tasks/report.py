@@ -79,6 +79,26 @@ def summary_markdown(
     return "\n".join(lines)
 
 
+STAGES = ["extract", "flatten", "filter", "validate", "match", "load", "report"]
+
+
+def failure_markdown(*, tenant: str, run_id: str, stage: str, reason: str) -> str:
+    """What a failed run did not do, for the summary artifact: a failure before the load changed nothing."""
+    lines = [f"# Sync of tenant `{tenant}` failed in stage {stage}", "", reason, ""]
+    if stage == "report":
+        lines.append(
+            f"The employee changes were applied (`provision run show {run_id}` lists them); "
+            "only publishing this run's counts did not happen."
+        )
+    else:
+        not_done = STAGES[STAGES.index(stage) + 1 :] if stage in STAGES else ["load", "report"]
+        lines.append(
+            "Nothing was changed: no employee was created, updated or flagged, and the employee table is as it "
+            f"was before the run. Not done: {', '.join(not_done)}."
+        )
+    return "\n".join(lines)
+
+
 def publish(tenant: str, counts: dict[str, int], markdown: str) -> None:
     key = artifact_key(tenant)
     create_table_artifact(
