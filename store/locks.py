@@ -77,9 +77,7 @@ def tenant_lock(
             yield owner
 
 
-def _wait_until(
-    acquire: Callable[[], bool], tenant_id: str, *, wait: bool, wait_timeout: float | None
-) -> None:
+def _wait_until(acquire: Callable[[], bool], tenant_id: str, *, wait: bool, wait_timeout: float | None) -> None:
     deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
     while not acquire():
         if not wait or (deadline is not None and time.monotonic() >= deadline):
