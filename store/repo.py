@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -27,7 +28,16 @@ def get_tenant(session: Session, tenant_id: str) -> Tenant:
     return tenant
 
 
+# Tenant ids are slugs: they name Prefect deployments and artifact keys, which allow no other characters,
+# so two tenants can never share a key.
+TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
 def add_tenant(engine: Engine, tenant_id: str, name: str | None = None) -> Tenant:
+    if not TENANT_ID.fullmatch(tenant_id):
+        raise StoreError(
+            f"Tenant id {tenant_id!r} is not a slug: use lowercase letters, digits and inner dashes (at most 63)."
+        )
     with Session(engine, expire_on_commit=False) as session, session.begin():
         if session.get(Tenant, tenant_id) is not None:
             raise StoreError(f"Tenant {tenant_id!r} already exists.")

@@ -600,3 +600,12 @@ def test_demo_runs_two_syncs_on_embedded_defaults_in_a_fresh_home(tmp_path: Path
         "non_matching": 1,  # the user moved out of the selected groups
     }
     assert (tmp_path / "data" / "demo.db").is_file()  # its database is in the given home, not the user's
+
+
+@pytest.mark.parametrize("bad", ["ACME", "acme corp", "acme_corp", "a.cme", "acme-", "a" * 64, "acmé"])
+def test_tenant_id_must_be_a_slug_so_deployments_and_artifact_keys_never_collide(
+    bad: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROVISIONING_DATABASE_URL", sqlite_url)
+    assert "slug" in refused("tenant", "add", bad)
+    ok("tenant", "add", "acme-corp-2")
