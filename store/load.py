@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from schemas.plan import FIELDS, WRITES
+from store.bulk import copy_in, copy_out
 from store.models import utcnow
 
 UPDATES = [a for a in WRITES if a != "created"]
@@ -24,7 +25,6 @@ UPDATES = [a for a in WRITES if a != "created"]
 RECORDED = [*WRITES, "conflict"]
 
 EMPLOYEE_COLUMNS = [
-    "id",
     "tenant_id",
     "email",
     "email_norm",
@@ -112,31 +112,15 @@ def audit_records(plan: pl.DataFrame, quarantine: pl.DataFrame, *, run_id: str, 
     )
 
 
-def _bulk_insert(conn: Connection, table: str, frame: pl.DataFrame) -> None:
-    if frame.is_empty():
-        return
-    columns = ", ".join(frame.columns)
-    if conn.dialect.name == "postgresql":
-        dbapi = conn.connection.driver_connection
-        assert dbapi is not None
-        with dbapi.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(frame.write_csv(include_header=False))
-    else:
-        marks = ", ".join("?" * frame.width)
-        conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(frame.iter_rows()))
-
-
-def _new_ids(conn: Connection, n: int) -> pl.Series:
-    """`n` fresh employee ids, reserved before the insert so the audit can name the new rows."""
-    if conn.dialect.name == "postgresql":
-        ids = conn.execute(
-            text("SELECT nextval(pg_get_serial_sequence('employees', 'id')) FROM generate_series(1, :n)"), {"n": n}
-        ).scalars()
-        return pl.Series("id", list(ids), dtype=pl.Int64())
-    # SQLite: the write transaction holds the database lock from the first write on, and the ids are
-    # checked again by the primary key; a concurrent writer makes this transaction fail, not collide.
-    top = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM employees")).scalar_one()
-    return pl.int_range(top + 1, top + 1 + n, dtype=pl.Int64(), eager=True).alias("id")
+def _created_ids(conn: Connection, tenant_id: str, stamp: str, created: pl.DataFrame) -> pl.Series:
+    """The ids the database gave the employees just created, in `created`'s order (one read, no sequence calls)."""
+    ids = copy_out(
+        conn,
+        "SELECT id, email_norm FROM employees WHERE tenant_id = %s AND created_at = %s",
+        (tenant_id, stamp),
+        {"id": pl.Int64(), "new_email_norm": pl.String()},
+    )
+    return created.join(ids, on="new_email_norm", how="left", validate="1:1").get_column("id")
 
 
 class LoadError(Exception):
@@ -200,24 +184,22 @@ def _apply(
                     + ")"
                 )
             )
-            _bulk_insert(conn, "plan_stage", updates)
+            copy_in(conn, "plan_stage", updates)
             conn.execute(text(_PARK_MOVING), {"tenant": tenant_id})
             written += conn.execute(text(_UPDATE_CHANGED), {"tenant": tenant_id, "now": now}).rowcount or 0
             conn.execute(text("DROP TABLE plan_stage"))
         if not dry_run and not created.is_empty():
-            ids = _new_ids(conn, created.height)
-            created = created.with_columns(employee_id=ids)
             rows = created.select(
-                id=pl.col("employee_id"),
                 tenant_id=pl.lit(tenant_id),
-                **{c: pl.col(f"new_{c}") for c in EMPLOYEE_COLUMNS[2:8]},
+                **{c: pl.col(f"new_{c}") for c in EMPLOYEE_COLUMNS[1:7]},
                 source_user_id=pl.col("source_user_id"),
                 status=pl.col("new_status"),
                 created_at=pl.lit(stamp),
                 updated_at=pl.lit(stamp),
             )
-            _bulk_insert(conn, "employees", rows)
+            copy_in(conn, "employees", rows)
             written += rows.height
+            created = created.with_columns(employee_id=_created_ids(conn, tenant_id, stamp, created))
             plan = pl.concat([plan.filter(pl.col("action") != "created"), created], how="vertical_relaxed")
-        _bulk_insert(conn, "run_changes", audit_records(plan, quarantine, run_id=run_id, tenant_id=tenant_id))
+        copy_in(conn, "run_changes", audit_records(plan, quarantine, run_id=run_id, tenant_id=tenant_id))
     return written

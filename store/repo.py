@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from schemas.employees import EMPLOYEE_SCHEMA
 from sources.normalize import is_valid_email, normalize_email
+from store.bulk import copy_out
 from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
 
 
@@ -141,39 +142,16 @@ def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str,
     return employee
 
 
-EMPLOYEE_COLUMNS = [
-    Employee.id.label("employee_id"),
-    Employee.email,
-    Employee.email_norm,
-    Employee.first_name,
-    Employee.last_name,
-    Employee.display_name,
-    Employee.employment_status,
-    Employee.source_user_id,
-    Employee.status,
-]
-
-
 _EMPLOYEE_FIELDS = list(EMPLOYEE_SCHEMA)[1:]  # after employee_id, named as the table names them
 
 
 def read_employees(engine: Engine, tenant_id: str) -> pl.DataFrame:
     """The tenant's employees as the match stage wants them (EMPLOYEE_SCHEMA), in one query."""
-    query = select(*EMPLOYEE_COLUMNS).where(Employee.tenant_id == tenant_id).order_by(Employee.id)
     with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # COPY ... TO STDOUT as CSV and polars' reader: about twice as fast as fetching rows at 100k.
-            columns = ", ".join(_EMPLOYEE_FIELDS)
-            sql = f"COPY (SELECT id, {columns} FROM employees WHERE tenant_id = %s ORDER BY id) TO STDOUT (FORMAT csv)"
-            dbapi = conn.connection.driver_connection
-            assert dbapi is not None
-            with dbapi.cursor() as cursor, cursor.copy(sql, (tenant_id,)) as copy:
-                data = b"".join(bytes(chunk) for chunk in copy)
-            if not data:
-                return pl.DataFrame(schema=EMPLOYEE_SCHEMA)
-            return pl.read_csv(data, has_header=False, schema=EMPLOYEE_SCHEMA)
-        rows = conn.execute(query).all()
-    return pl.DataFrame(rows, schema=EMPLOYEE_SCHEMA, orient="row")
+        # On Postgres a COPY TO STDOUT into polars' CSV reader: about twice as fast as fetching rows at 100k.
+        columns = ", ".join(_EMPLOYEE_FIELDS)
+        select_sql = f"SELECT id, {columns} FROM employees WHERE tenant_id = %s ORDER BY id"
+        return copy_out(conn, select_sql, (tenant_id,), EMPLOYEE_SCHEMA)
 
 
 def list_employees(engine: Engine, tenant_id: str, status: str | None = None) -> list[dict[str, Any]]:
