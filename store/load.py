@@ -51,6 +51,7 @@ STAGE_COLUMNS = [
 AUDIT = [f"{side}_{field}" for field in FIELDS for side in ("old", "new")]
 CHANGE_COLUMNS = [
     "run_id",
+    "seq",
     "tenant_id",
     "employee_id",
     "source_user_id",
@@ -104,11 +105,16 @@ def audit_records(plan: pl.DataFrame, quarantine: pl.DataFrame, *, run_id: str, 
     invalid = quarantine.select(
         "source_user_id", "reason", action=pl.lit("invalid"), employee_id=pl.lit(None, dtype=pl.Int64())
     )
-    return pl.concat([changes, invalid], how="diagonal_relaxed").select(
-        run_id=pl.lit(run_id),
-        tenant_id=pl.lit(tenant_id),
-        employee_id=pl.col("employee_id"),
-        **{c: pl.col(c) for c in CHANGE_COLUMNS[3:]},
+    return (
+        pl.concat([changes, invalid], how="diagonal_relaxed")
+        .with_row_index("seq", offset=1)
+        .select(
+            run_id=pl.lit(run_id),
+            seq=pl.col("seq").cast(pl.Int64()),
+            tenant_id=pl.lit(tenant_id),
+            employee_id=pl.col("employee_id"),
+            **{c: pl.col(c) for c in CHANGE_COLUMNS[4:]},
+        )
     )
 
 

@@ -134,10 +134,11 @@ class RunChange(Base):
     """
 
     __tablename__ = "run_changes"
-    __table_args__ = (Index("ix_run_changes_run", "run_id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    # Keyed by run and position within the run: the load numbers its rows itself, so a bulk COPY of
+    # 100k outcomes needs no sequence call per row, and a run's changes are one index range.
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     tenant_id: Mapped[str] = mapped_column(String(100))
     employee_id: Mapped[int | None] = mapped_column(Integer)
     source_user_id: Mapped[str | None] = mapped_column(String(200))

@@ -270,9 +270,9 @@ def run_changes(engine: Engine, run_id: str) -> list[dict[str, Any]]:
     with Session(engine) as session:
         if session.get(Run, run_id) is None:  # an unknown id is a mistake, not a run without changes
             raise StoreError(f"Unknown run {run_id!r}; `provision runs TENANT` lists a tenant's runs.")
-        changes = session.scalars(select(RunChange).where(RunChange.run_id == run_id).order_by(RunChange.id))
+        changes = session.scalars(select(RunChange).where(RunChange.run_id == run_id).order_by(RunChange.seq))
         return [
-            {c.name: getattr(change, c.name) for c in RunChange.__table__.columns if c.name != "id"}
+            {c.name: getattr(change, c.name) for c in RunChange.__table__.columns if c.name != "seq"}
             for change in changes
         ]
 
