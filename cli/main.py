@@ -174,6 +174,7 @@ def filter_(
     tenant: str,
     group: Annotated[list[str] | None, typer.Option("--group", help="A group id to sync (repeat).")] = None,
     all_users: Annotated[bool, typer.Option("--all-users", help="Sync every user of the source.")] = False,
+    sync_now: Annotated[bool, typer.Option("--sync", help="Save and Sync: run the first sync at once.")] = False,
 ) -> None:
     """Select the groups whose members are synced (or all users)."""
     from store.repo import select_groups
@@ -183,6 +184,8 @@ def filter_(
     with explained_errors():
         select_groups(engine(), tenant, group or [], all_users=all_users)
     typer.echo(f"Tenant {tenant} syncs {'all users' if all_users else ', '.join(group or [])}.")
+    if sync_now:
+        render_counts(run_sync(tenant, dry_run=False))
 
 
 def render_counts(result: dict[str, Any]) -> None:
@@ -287,6 +290,9 @@ def disconnect(tenant: str) -> None:
     with explained_errors():
         n = store_disconnect(engine(), tenant)
     typer.echo(f"Tenant {tenant} disconnected; {n} employees are now unmanaged.")
+    from cli.orchestration import apply_to_prefect
+
+    apply_to_prefect(tenant)  # its scheduled deployment goes too
 
 
 @db_app.command("upgrade")
@@ -341,3 +347,8 @@ def demo(users: Annotated[int, typer.Option(help="Users of the simulated source.
     from cli.demo import run_demo
 
     sys.exit(run_demo(users=users))
+
+
+from cli.orchestration import register  # noqa: E402  (schedule, deploy, sync-all; they use the helpers above)
+
+register(app)

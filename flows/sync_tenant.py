@@ -8,14 +8,16 @@ from prefect import flow
 from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
+from deployments.schedules import late_reason
 from flows.triggers import TRIGGERS, current_trigger
 from settings import MissingTokenError
 from sources.errors import SourceError
 from store.db import make_engine
 from store.load import LoadError
 from store.locks import TenantBusyError, tenant_lock
-from store.models import Integration
+from store.models import Integration, utcnow
 from store.repo import StoreError, finish_run, integration_settings, replace_groups, start_run
+from store.schedules import schedule_of
 from tasks.extract import extract_task, source_config
 from tasks.filter import filter_task
 from tasks.flatten import flatten_task
@@ -68,14 +70,21 @@ def sync_tenant(
     engine = make_engine()
     integration = integration_settings(engine, tenant)
     parameters = {"dry_run": dry_run, "override_guard": override_guard, "wait_for_lock": wait_for_lock}
+    trigger = trigger or current_trigger()
     run_id = start_run(
         engine,
         tenant,
-        trigger=trigger or current_trigger(),
+        trigger=trigger,
         parameters=parameters,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         dry_run=dry_run,
     )
+    schedule = schedule_of(integration)
+    if trigger == "schedule" and schedule is not None:
+        late = late_reason(flow_run.scheduled_start_time, utcnow(), schedule)
+        if late:
+            finish_run(engine, run_id, outcome="skipped_late", error=late)
+            return {"run_id": run_id, "outcome": "skipped_late", "dry_run": dry_run, "counts": {}, "totals": {}}
     try:
         with tenant_lock(engine, tenant, wait=wait_for_lock):
             return run_stages(engine, integration, run_id, dry_run=dry_run, override_guard=override_guard)
