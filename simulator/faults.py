@@ -116,7 +116,7 @@ offset 100), short-page (the page at OFFSET, default 100, holds half its records
 early), wrong-total (X-Total-Count 10 more than the records), no-total (no X-Total-Count),
 empty (an empty employee list; default @employee). Example: --fault 429x3 --fault 503x2@group."""
 
-_SPEC = re.compile(r"^(?P<name>[a-z0-9-]+)(?:x(?P<count>\d+|\*))?(?:@(?P<kind>employee|group))?(?::(?P<offset>\d+))?$")
+_SPEC = re.compile(r"^(?P<name>[a-z0-9-]+?)(?:x(?P<count>\d+|\*))?(?:@(?P<kind>employee|group))?(?::(?P<offset>\d+))?$")
 _STATUSES = {400, 401, 403, 404, 500, 501, 502, 503, 504}
 
 
