@@ -181,6 +181,9 @@ COMMANDS = [
     ["db", "upgrade"],
     ["simulator"],
     ["demo"],
+    ["schedule"],
+    ["deploy"],
+    ["sync-all"],
 ]
 
 

@@ -1,0 +1,181 @@
+"""End to end on a real Prefect server: deploy from prefect.yaml, a worker, and the UI's "Run now".
+
+Starts `prefect server start` on a free loopback port with a temporary PREFECT_HOME, creates the work
+pool, runs `prefect deploy --all` from this checkout, schedules a tenant with `provision schedule`
+(which reconciles its deployment on the server), starts `prefect worker start`, and creates a flow run
+of the tenant's deployment exactly as the UI's "Run now" does (`create_flow_run_from_deployment`).
+The employee database is PostgreSQL, the source the simulator over HTTP. Every process started here is
+stopped (with its process group) at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+from sqlalchemy import select
+
+from simulator.app import create_app
+from simulator.serve import running_simulator
+from simulator.source import SimulatorSource
+from store.db import make_engine
+from store.models import Employee, Run
+from store.repo import add_tenant, connect, replace_groups, select_groups
+from tests.wire import dataset, group, person
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "e2e-token-6c1d"
+POOL = "provisioning"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A background process in its own process group, stopped with all its children on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 180) -> str:
+    done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def wait_healthy(api: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"prefect server exited:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"prefect server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    started = time.monotonic()
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_API_URL=api,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PROVISIONING_HOME=str(REPO),
+        PROVISIONING_DATABASE_URL=postgres_url,
+        UNIFIED_API_TOKEN=TOKEN,
+    )
+    prefect = [sys.executable, "-m", "prefect"]
+    provision = [str(Path(sys.executable).parent / "provision")]  # the installed console script
+    monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
+
+    people = [person(f"u{i}", f"p{i}@acme.example", "Anna", f"Nummer{i}") for i in range(5)]
+    source = SimulatorSource(dataset(people, [group("g", "G", [p["id"] for p in people])]))
+    engine = make_engine(postgres_url)
+    with (
+        running_simulator(create_app(source, connection_id="conn-1", token=TOKEN)) as upstream,
+        process(
+            [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "server.log"
+        ) as server,
+    ):
+        add_tenant(engine, "acme")
+        connect(engine, "acme", provider="entra", connection_id="conn-1", base_url=upstream)
+        replace_groups(
+            engine, "acme", pl.DataFrame({"group_id": ["g"], "name": ["G"], "parent_id": [None], "member_count": [5]})
+        )
+        select_groups(engine, "acme", ["g"], all_users=False)
+        wait_healthy(api, server, tmp_path / "server.log")
+
+        run([*prefect, "work-pool", "create", POOL, "--type", "process"], env)
+        run([*prefect, "--no-prompt", "deploy", "--all"], env)
+        scheduled = run(
+            [*provision, "schedule", "acme", "--cron", "0 3 * * *", "--timezone", "Europe/Berlin"],
+            env,
+        )
+        assert "created sync-tenant-acme" in scheduled
+        again = json.loads(run([*provision, "deploy", "--json"], env))  # the whole reconcile, idempotent
+        assert again == {"created": [], "updated": [], "unchanged": ["sync-tenant-acme"], "removed": []}
+
+        with (
+            process([*prefect, "worker", "start", "--pool", POOL, "--type", "process"], env, tmp_path / "worker.log"),
+            temporary_settings(updates={PREFECT_API_URL: api}),
+            get_client(sync_client=True) as client,
+        ):
+            names = {d.name for d in client.read_deployments()}
+            assert {"sync-tenant", "sync-all", "sync-tenant-acme"} <= names
+            deployment = client.read_deployment_by_name("sync-tenant/sync-tenant-acme")
+            assert deployment.parameters == {"tenant": "acme"}
+            assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == [  # type: ignore[union-attr]
+                ("0 3 * * *", "Europe/Berlin")
+            ]
+
+            flow_run = client.create_flow_run_from_deployment(deployment.id)  # what "Run now" posts
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                flow_run = client.read_flow_run(flow_run.id)
+                if flow_run.state is not None and flow_run.state.is_final():
+                    break
+                time.sleep(1)
+            worker_log = (tmp_path / "worker.log").read_text()[-4000:]
+            assert flow_run.state is not None and flow_run.state.is_completed(), (flow_run.state, worker_log)
+
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sync-acme"])),
+                sort=ArtifactSort.CREATED_DESC,
+            )
+        assert artifacts, "no table artifact sync-acme"
+        data: Any = artifacts[0].data
+        rows = json.loads(data) if isinstance(data, str) else data
+        counts = {row["count"]: row["value"] for row in rows}
+        assert (counts["fetched"], counts["created"]) == (5, 5)
+
+    with engine.connect() as conn:
+        employees = conn.execute(select(Employee.email, Employee.status).where(Employee.tenant_id == "acme")).all()
+        run_row = conn.execute(select(Run).where(Run.tenant_id == "acme")).one()
+    assert sorted(employees) == [(f"p{i}@acme.example", "synced") for i in range(5)]
+    assert run_row.flow_run_id == str(flow_run.id)
+    assert (run_row.trigger, run_row.outcome) == ("manual", "succeeded")
+    engine.dispose()
+    print(f"e2e wall time: {time.monotonic() - started:.1f} s")
