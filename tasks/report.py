@@ -76,7 +76,25 @@ def summary_markdown(
         if conflicts.height > limit:
             lines.append(f"| ... | | {conflicts.height - limit} more |")
         lines.append("")
+    if outcome == "stopped_by_guard":
+        lines += _would_flag(plan, limit)
     return "\n".join(lines)
+
+
+def _would_flag(plan: pl.DataFrame, limit: int) -> list[str]:
+    """What a run stopped by the guard would have flagged, by employee id and source user id only."""
+    flagged = plan.filter(pl.col("action").is_in(["non_matching", "terminated"])).sort("employee_id")
+    lines = [
+        "## Would have flagged (not applied)",
+        "",
+        "| employee id | source user id | would become |",
+        "|---|---|---|",
+    ]
+    for row in flagged.head(limit).iter_rows(named=True):
+        lines.append(f"| {row['employee_id']} | {row['source_user_id'] or ''} | {row['new_status']} |")
+    if flagged.height > limit:
+        lines.append(f"| ... | | {flagged.height - limit} more |")
+    return [*lines, ""]
 
 
 STAGES = ["extract", "flatten", "filter", "validate", "match", "load", "report"]
