@@ -87,3 +87,14 @@ def test_extract_task_fails_at_once_on_a_permanent_error(upstream: Upstream) -> 
     with pytest.raises(SourceAuthError, match="401"):
         extract_now(upstream.config)
     assert upstream.employee_requests() == 1
+
+
+def test_a_failed_runs_summary_says_what_was_not_done() -> None:
+    from tasks.report import failure_markdown
+
+    early = failure_markdown(tenant="acme", run_id="r1", stage="extract", reason="tenant acme: 401")
+    assert "failed in stage extract" in early and "tenant acme: 401" in early
+    assert "Nothing was changed" in early and "Not done: flatten, filter, validate, match, load, report." in early
+    late = failure_markdown(tenant="acme", run_id="r1", stage="report", reason="unexpected OSError")
+    assert "Nothing was changed" not in late  # the load had committed: saying otherwise would be a lie
+    assert "changes were applied" in late and "provision run show r1" in late
