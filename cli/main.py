@@ -349,6 +349,10 @@ def demo(users: Annotated[int, typer.Option(help="Users of the simulated source.
     sys.exit(run_demo(users=users))
 
 
+from cli.erase import erase  # noqa: E402  (GDPR erasure; uses the helpers above)
+
+app.command()(erase)
+
 from cli.orchestration import register  # noqa: E402  (schedule, deploy, sync-all; they use the helpers above)
 
 register(app)

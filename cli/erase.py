@@ -1,0 +1,30 @@
+"""`provision erase`: the GDPR erasure of one employee (store/erase.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def erase(
+    tenant: Annotated[str, typer.Argument(help="Tenant id.")],
+    email: Annotated[str, typer.Option(help="The employee's email (compared case-insensitively).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase an employee (GDPR): delete them and scrub their names and emails from the run history.
+
+    Run counts stay. A later sync recreates the person only if the source still lists them in a
+    selected group: remove them there first for the erasure to last.
+    """
+    from cli.main import engine, explained_errors
+    from store.erase import erase_employee
+
+    if not yes:
+        typer.confirm(f"Erase the employee with that email from tenant {tenant}? This cannot be undone", abort=True)
+    with explained_errors():
+        erased = erase_employee(engine(), tenant, email)
+    typer.echo(
+        f"Employee {erased.employee_id} of {tenant} erased; "
+        f"personal data scrubbed from {erased.scrubbed_changes} run change records."
+    )
