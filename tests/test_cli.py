@@ -184,6 +184,7 @@ COMMANDS = [
     ["schedule"],
     ["deploy"],
     ["sync-all"],
+    ["erase"],
 ]
 
 
