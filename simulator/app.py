@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -132,12 +131,6 @@ def _fields(request: Request) -> set[str] | None:
     return wanted | {"id"} if wanted else None
 
 
-def _project(record: Any, fields: set[str]) -> Any:
-    if not isinstance(record, dict):
-        return record
-    return {k: v for k, v in record.items() if k in fields}
-
-
 class _Simulator:
     def __init__(
         self,
@@ -224,10 +217,7 @@ class _Simulator:
             offset = max(0, offset + fault.shift)  # offset drift: the source changed while being paged
         stop = min(offset + (limit if fault is None or fault.page_cut is None else min(limit, fault.page_cut)), total)
         fields = _fields(request)
-        if fields is None:
-            parts = [listing.encoded(i) for i in range(offset, stop)]
-        else:
-            parts = [_encode(_project(listing.records[i], fields)) for i in range(offset, stop)]
+        parts = [listing.encoded(i, fields) for i in range(offset, stop)]
         body = b"[" + b",".join(parts) + b"]"
         headers: dict[str, str] = {}
         if fault is None or not fault.omit_total:
@@ -239,9 +229,7 @@ class _Simulator:
         i = listing.index.get(record_id)
         if i is None:
             raise _ApiError(404, f"{kind.capitalize()} not found")
-        fields = _fields(request)
-        record = listing.records[i]
-        body = listing.encoded(i) if fields is None else _encode(_project(record, fields))
+        body = listing.encoded(i, _fields(request))
         return Response(body, media_type="application/json")
 
 

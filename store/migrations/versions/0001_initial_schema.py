@@ -118,7 +118,6 @@ def upgrade() -> None:
         sa.Column("new_display_name", sa.String(length=400), nullable=True),
         sa.Column("old_status", sa.String(length=20), nullable=True),
         sa.Column("new_status", sa.String(length=20), nullable=True),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_changes_run_id_runs")),
         sa.PrimaryKeyConstraint("run_id", "seq", name=op.f("pk_run_changes")),
     )
 
