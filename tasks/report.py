@@ -61,21 +61,18 @@ def summary_markdown(
     lines += ["| count | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], ""]
     if missing_groups:
         lines += [f"Selected groups the source no longer lists: {', '.join(missing_groups)}", ""]
-    if quarantine.height:
-        lines += ["## Invalid source users (quarantined)", "", "| source user id | record | reason |", "|---|---|---|"]
-        for row in quarantine.head(limit).iter_rows(named=True):
-            lines.append(f"| {row['source_user_id'] or '(none)'} | {row['record']} | {row['reason']} |")
-        if quarantine.height > limit:
-            lines.append(f"| ... | | {quarantine.height - limit} more |")
-        lines.append("")
-    conflicts = plan.filter(pl.col("action") == "conflict")
-    if conflicts.height:
-        lines += ["## Conflicts (not applied)", "", "| source user id | employee id | reason |", "|---|---|---|"]
-        for row in conflicts.head(limit).iter_rows(named=True):
-            lines.append(f"| {row['source_user_id']} | {row['employee_id'] or ''} | {row['reason']} |")
-        if conflicts.height > limit:
-            lines.append(f"| ... | | {conflicts.height - limit} more |")
-        lines.append("")
+    lines += _section(
+        "Invalid source users (quarantined)",
+        ["source user id", "record", "reason"],
+        quarantine.select(pl.col("source_user_id").fill_null("(none)"), "record", "reason"),
+        limit,
+    )
+    lines += _section(
+        "Conflicts (not applied)",
+        ["source user id", "employee id", "reason"],
+        plan.filter(pl.col("action") == "conflict").select("source_user_id", "employee_id", "reason"),
+        limit,
+    )
     if outcome == "stopped_by_guard":
         lines += _would_flag(plan, limit)
     return "\n".join(lines)
@@ -84,16 +81,23 @@ def summary_markdown(
 def _would_flag(plan: pl.DataFrame, limit: int) -> list[str]:
     """What a run stopped by the guard would have flagged, by employee id and source user id only."""
     flagged = plan.filter(pl.col("action").is_in(["non_matching", "terminated"])).sort("employee_id")
-    lines = [
-        "## Would have flagged (not applied)",
-        "",
-        "| employee id | source user id | would become |",
-        "|---|---|---|",
-    ]
-    for row in flagged.head(limit).iter_rows(named=True):
-        lines.append(f"| {row['employee_id']} | {row['source_user_id'] or ''} | {row['new_status']} |")
-    if flagged.height > limit:
-        lines.append(f"| ... | | {flagged.height - limit} more |")
+    return _section(
+        "Would have flagged (not applied)",
+        ["employee id", "source user id", "would become"],
+        flagged.select("employee_id", "source_user_id", "new_status"),
+        limit,
+    )
+
+
+def _section(title: str, headers: list[str], rows: pl.DataFrame, limit: int) -> list[str]:
+    """A markdown table of at most `limit` rows (nulls shown empty), or nothing when there are no rows."""
+    if rows.is_empty():
+        return []
+    lines = [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows.head(limit).iter_rows():
+        lines.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
+    if rows.height > limit:
+        lines.append(f"| ... |{' |' * (len(headers) - 2)} {rows.height - limit} more |")
     return [*lines, ""]
 
 
