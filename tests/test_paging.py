@@ -8,42 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from simulator import Fault, FaultPlan, SimulatorSource, create_app, generate_dataset
 from simulator.serve import running_simulator
 from sources.errors import IncompleteListingError, InconsistentListingError, TransientSourceError
-from sources.unified import DEFAULT_CONCURRENCY, UnifiedClient
+from sources.unified import DEFAULT_CONCURRENCY
+from tests.simulated import Sim
 
 TOKEN = "paging-token-77a1"
-
-
-@dataclass
-class Sim:
-    url: str
-    source: SimulatorSource
-    faults: FaultPlan
-    state: Any  # the app's _Simulator: requests, received, max_in_flight
-    sleeps: list[float] = field(default_factory=list)
-
-    def client(self, **kwargs: Any) -> UnifiedClient:
-        options: dict[str, Any] = {
-            "base_url": self.url,
-            "token": SecretStr(TOKEN),
-            "connection_id": "conn-demo",
-            "tenant": "acme",
-            "sleep": self.sleeps.append,
-        }
-        options.update(kwargs)
-        return UnifiedClient(**options)
-
-    def reads(self) -> int:
-        """How many times the employee listing was read from its start (a page at offset 0)."""
-        return sum(1 for r in self.state.requests if r.kind == "employee" and r.offset == "0")
 
 
 def serve(users: int, latency_ms: float = 0) -> Iterator[Sim]:
@@ -51,7 +26,7 @@ def serve(users: int, latency_ms: float = 0) -> Iterator[Sim]:
     faults = FaultPlan()
     app = create_app(source, token=TOKEN, faults=faults, latency_ms=latency_ms)
     with running_simulator(app) as url:
-        yield Sim(url, source, faults, app.state.simulator)
+        yield Sim(url, source, faults, app.state.simulator, TOKEN)
 
 
 @pytest.fixture

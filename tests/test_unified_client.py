@@ -6,7 +6,6 @@ import email.utils
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -14,7 +13,6 @@ import pytest
 from pydantic import SecretStr
 
 from simulator import Fault, FaultPlan, SimulatorSource, SyncASGITransport, create_app, generate_dataset
-from simulator.app import SeenRequest
 from simulator.serve import running_simulator
 from sources.errors import (
     MalformedPayloadError,
@@ -25,31 +23,9 @@ from sources.errors import (
     TransientSourceError,
 )
 from sources.unified import UnifiedClient, _retry_after_seconds
+from tests.simulated import Sim
 
 TOKEN = "sim-token-5f2b"  # distinctive, so a leak into a message would be found
-
-
-@dataclass
-class Sim:
-    url: str
-    source: SimulatorSource
-    faults: FaultPlan
-    requests: Any  # deque[SeenRequest]
-    sleeps: list[float] = field(default_factory=list)
-
-    def client(self, **kwargs: Any) -> UnifiedClient:
-        options: dict[str, Any] = {
-            "base_url": self.url,
-            "token": SecretStr(TOKEN),
-            "connection_id": "conn-demo",
-            "tenant": "acme",
-            "sleep": self.sleeps.append,
-        }
-        options.update(kwargs)
-        return UnifiedClient(**options)
-
-    def employee_requests(self) -> list[SeenRequest]:
-        return [r for r in self.requests if r.kind == "employee"]
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +34,17 @@ def _server() -> Iterator[tuple[str, SimulatorSource, FaultPlan, Any]]:
     faults = FaultPlan()
     app = create_app(source, token=TOKEN, faults=faults)
     with running_simulator(app) as url:
-        yield url, source, faults, app.state.simulator.requests
+        yield url, source, faults, app.state.simulator
 
 
 @pytest.fixture
 def sim(_server: tuple[str, SimulatorSource, FaultPlan, Any]) -> Sim:
     """One server for the module; each test starts with 250 users, no faults and an empty request log."""
-    url, source, faults, requests = _server
+    url, source, faults, state = _server
     source.replace(generate_dataset(250, seed=3))
     faults.clear()
-    requests.clear()
-    return Sim(url, source, faults, requests)
+    state.requests.clear()
+    return Sim(url, source, faults, state, TOKEN)
 
 
 # ---- paging ------------------------------------------------------------------------------------
