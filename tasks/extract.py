@@ -20,6 +20,10 @@ covered by this bound (httpx has no total timeout), the worker's own limits are.
 
 from __future__ import annotations
 
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -85,13 +89,42 @@ def unified_client(config: SourceConfig, token: SecretStr) -> UnifiedClient:
     )
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while raw records pile up (re-entrant across threads).
+
+    Decoding 100k records allocates a few million dicts, lists and strings, none in a reference cycle;
+    every allocation burst would otherwise start a collection that walks all of them again: a third
+    of the client's CPU time at 100k. Reference counting still frees everything as usual; the
+    collector runs again once the last extract in this process is done.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def extract(config: SourceConfig) -> SourceSnapshot:
     if config.source != "unified":
         raise ValueError(f"tenant {config.tenant}: unknown source {config.source!r}")
-    with unified_client(config, unified_token()) as client:
+    with gc_paused(), unified_client(config, unified_token()) as client:
         employees = client.list_employees()
         groups = client.list_groups()
-    return normalize(employees, groups)
+        return normalize(employees, groups)
 
 
 def only_transient(task: Task[..., object], task_run: TaskRun, state: State) -> bool:

@@ -3,6 +3,7 @@ and the task's retries are bounded together (tasks/extract.py has the arithmetic
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,3 +99,37 @@ def test_a_failed_runs_summary_says_what_was_not_done() -> None:
     late = failure_markdown(tenant="acme", run_id="r1", stage="report", reason="unexpected OSError")
     assert "Nothing was changed" not in late  # the load had committed: saying otherwise would be a lie
     assert "changes were applied" in late and "provision run show r1" in late
+
+
+def test_the_garbage_collector_is_paused_during_an_extract_and_restored_after(upstream: Upstream) -> None:
+    seen: list[bool] = []
+    original = ex.normalize
+
+    def spy(employees: Any, groups: Any) -> Any:
+        seen.append(gc.isenabled())
+        return original(employees, groups)
+
+    assert gc.isenabled()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ex, "normalize", spy)
+        ex.extract(upstream.config)
+        upstream.faults.add(Fault(status=401, kind="employee"))
+        with pytest.raises(SourceAuthError):
+            ex.extract(upstream.config)
+    assert seen == [False]
+    assert gc.isenabled()  # also after the failed extract
+
+
+def test_nested_gc_pauses_restore_the_collector_once_and_as_it_was() -> None:
+    with ex.gc_paused():
+        with ex.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with ex.gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()

@@ -22,7 +22,7 @@ from sources.errors import (
     SourceRequestError,
     TransientSourceError,
 )
-from sources.unified import UnifiedClient, _retry_after_seconds
+from sources.unified import DEFAULT_CONCURRENCY, UnifiedClient, _retry_after_seconds
 from tests.simulated import Sim
 
 TOKEN = "sim-token-5f2b"  # distinctive, so a leak into a message would be found
@@ -234,6 +234,43 @@ def test_a_body_that_is_not_a_json_array_is_malformed(sim: Sim, body: str) -> No
     with sim.client() as client, pytest.raises(MalformedPayloadError):
         client.list_employees()
     assert sim.sleeps == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[{"id": "u1", "name": "\\ud800x"}]',  # a lone surrogate
+        '[{"id": "u1", "name": NaN}]',
+        '[{"id": "u1", "name": 123456789012345678901234567890}]',  # beyond 64 bits
+        '[{"id": "u1", "name": "x"}]'.encode("utf-16").decode("latin-1"),  # UTF-16 with a BOM
+    ],
+    ids=["lone-surrogate", "nan", "huge-int", "utf-16"],
+)
+def test_every_page_the_json_module_reads_is_read(body: str) -> None:
+    # why: orjson decodes pages fast but refuses some JSON the json module accepts; a page must not
+    # fail the run for that (the normalizer then judges the values as usual)
+    client = UnifiedClient(
+        base_url="https://api.unified.to",
+        token=SecretStr("tok"),
+        connection_id="c",
+        tenant="t",
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, content=body.encode("latin-1"))),
+    )
+    with client:
+        records = client.list_employees()
+    assert [r["id"] for r in records] == ["u1"]
+    assert "name" in records[0]
+
+
+def test_the_window_is_wall_over_cpu_time_within_one_and_the_concurrency() -> None:
+    # why: a source answering faster than the client parses gains nothing from threads (they only
+    # contend for the GIL); a source 30 ms away needs many pages in flight
+    client = UnifiedClient(base_url="https://api.unified.to", token=SecretStr("t"), connection_id="c", tenant="t")
+    with client:
+        assert client._window([(0.002, 0.0013)] * 3) == 1
+        assert client._window([(0.004, 0.0013)] * 3) == 3
+        assert client._window([(0.031, 0.0012)] * 3) == DEFAULT_CONCURRENCY
+        assert client._window([(0.031, 0.0)] * 3) == DEFAULT_CONCURRENCY
 
 
 def test_requests_carry_bearer_token_and_accept_json() -> None:
