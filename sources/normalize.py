@@ -157,7 +157,6 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
     n = len(raw_employees)
     user_ids: list[str | None] = [None] * n
     emails: list[str | None] = [None] * n
-    emails_norm: list[str | None] = [None] * n
     first_names: list[str | None] = [None] * n
     last_names: list[str | None] = [None] * n
     full_names: list[str | None] = [None] * n
@@ -183,18 +182,11 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
         address = pick_email(emp.emails)
         if address is None:
             problems.append(NO_EMAIL)
-        else:
-            emails[i] = address
-            emails_norm[i] = normalize_email(address)
-
-        first_names[i], last_names[i], full_names[i] = (
-            _clean(emp.first_name),
-            _clean(emp.last_name),
-            _clean(emp.name),
-        )
-        status = emp.employment_status
+        emails[i] = address
+        # Trimmed, emptied and case-folded as columns below (_tidy).
+        first_names[i], last_names[i], full_names[i] = emp.first_name, emp.last_name, emp.name
         # Missing means active: Unified omits it for sources that only list current staff.
-        statuses[i] = "active" if status is None else status.strip().lower()
+        statuses[i] = "active" if emp.employment_status is None else emp.employment_status
 
         if user_id is not None and emp.groups:
             for ref in emp.groups:
@@ -209,7 +201,6 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
             "record": pl.Series(range(n), dtype=pl.Int64()),
             "user_id": user_ids,
             "email": emails,
-            "email_norm": emails_norm,
             "first_name": first_names,
             "last_name": last_names,
             "full_name": full_names,
@@ -217,17 +208,47 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
             "read_problem": read_problems,
         },
         schema={
-            **{k: v for k, v in USER_SCHEMA.items() if k not in ("display_name", "problem")},
+            **{k: v for k, v in USER_SCHEMA.items() if k not in ("email_norm", "display_name", "problem")},
             "full_name": pl.String(),
             "read_problem": pl.String(),
         },
     )
-    users = _check_users(frame)
+    users = _check_users(_tidy(frame))
     memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
     return users, memberships
 
 
 _CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f]"
+# What Python's str.strip() removes (polars' own default, Unicode White_Space, leaves \x1c-\x1f).
+_WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+
+
+def _trimmed(column: str) -> pl.Expr:
+    """The column as `_clean` leaves a value: stripped as str.strip() strips, and empty as null."""
+    return pl.col(column).str.strip_chars(_WHITESPACE).replace("", None)
+
+
+def _tidy(frame: pl.DataFrame) -> pl.DataFrame:
+    """Names trimmed, status folded, the matching form of the email: for every row at once."""
+    email = pl.col("email")
+    ascii_email = email.str.contains(r"^[\x00-\x7f]*$")
+    frame = frame.with_columns(
+        _trimmed("first_name"),
+        _trimmed("last_name"),
+        _trimmed("full_name"),
+        employment_status=pl.col("employment_status").str.strip_chars(_WHITESPACE).str.to_lowercase(),
+        # ASCII addresses lower-cased here (what normalize_email does for them); the rest one by one.
+        email_norm=pl.when(ascii_email).then(email.str.to_lowercase()),
+    )
+    others = frame.filter(email.is_not_null() & ~ascii_email).select("record", "email")
+    if others.height:
+        folded = pl.Series([normalize_email(e) for e in others["email"]], dtype=pl.String())
+        frame = frame.with_columns(
+            email_norm=pl.coalesce(
+                pl.col("email_norm"), pl.col("record").replace_strict(others["record"], folded, default=None)
+            )
+        )
+    return frame
 
 
 def plain_email(email: pl.Expr) -> pl.Expr:
