@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from store.load import LoadError, apply_plan
-from store.models import Employee, RunChange
-from store.repo import add_employee, add_tenant, read_employees, run_changes, start_run
+from store.models import Employee, RunChange, SourceGroup
+from store.repo import add_employee, add_tenant, read_employees, replace_groups, run_changes, start_run
 from tasks.match import match
 from tasks.validate import validate_plan
 from tests.frames import source_user, users
@@ -123,3 +123,38 @@ def test_one_tenants_load_never_touches_another_tenant(engine: Engine, tenant: s
     sync(engine, tenant, users(source_user("u1", "a@acme.de")))
     assert state(engine, "other") == other_before
     assert [r[3:] for r in state(engine, tenant)] == [("synced", "u1")]
+
+
+def test_the_group_list_is_rewritten_only_when_the_source_changed_it(engine: Engine, tenant: str) -> None:
+    groups = pl.DataFrame(
+        {"group_id": ["g1", "g2"], "name": ["Sales", "Ops"], "parent_id": [None, "g1"], "member_count": [3, 0]}
+    )
+
+    def stored() -> list[tuple[object, ...]]:
+        with engine.connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    select(SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)
+                    .where(SourceGroup.tenant_id == tenant)
+                    .order_by(SourceGroup.group_id)
+                )
+            ]
+
+    def refreshed() -> set[object]:
+        with engine.connect() as conn:
+            return set(conn.scalars(select(SourceGroup.refreshed_at).where(SourceGroup.tenant_id == tenant)))
+
+    replace_groups(engine, tenant, groups)
+    first = refreshed()
+    replace_groups(engine, tenant, groups)
+    assert stored() == [("g1", "Sales", None, 3), ("g2", "Ops", "g1", 0)]
+    assert refreshed() != first and len(refreshed()) == 1  # read again: every row says so
+    # a renamed group, a member more, one gone and one new: the list is the source's again
+    changed = pl.DataFrame(
+        {"group_id": ["g1", "g3"], "name": ["Sales EU", "New"], "parent_id": [None, None], "member_count": [4, 1]}
+    )
+    replace_groups(engine, tenant, changed)
+    assert stored() == [("g1", "Sales EU", None, 4), ("g3", "New", None, 1)]
+    replace_groups(engine, tenant, changed.head(0))
+    assert stored() == []
