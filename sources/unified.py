@@ -14,9 +14,8 @@ the whole window. Page 0's X-Total-Count says how many more pages to ask for (wi
 pages at a time). Pages are kept in order; the first short page ends the listing and pages requested
 beyond it are discarded (they must be empty). Read one at a time without a total, one page beyond a short
 page other than the first is still asked for, so a short page in the middle is caught as it is by
-concurrent reads. A 429 or
-5xx pauses every worker, not just the one that got it: the worker that was told to wait holds a shared
-gate while it sleeps, and every request first passes that gate.
+concurrent reads. A 429 or 5xx pauses every worker, not just the one that got it: the worker that was
+told to wait holds a shared gate while it sleeps, and every request first passes that gate.
 
 Bodies are decoded with orjson (several times faster than the json module on 100-record pages); what it
 refuses (lone surrogates, NaN, UTF-16) is decoded by the json module instead, so what counts as JSON is
@@ -47,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -335,47 +334,33 @@ class UnifiedClient:
         More than `max_pages` pages raises PageLimitError rather than loop forever on a source that
         ignores `offset`.
         """
-        pages: dict[int, tuple[list[Any], int | None]] = {}
-        end: int | None = None
+        read = _Read(size)
         next_index = 0
-        # Pages worth requesting: with an X-Total-Count exactly the pages it implies; without one (or past
-        # it), `window` at a time.
-        hint: int | None = None
         window = 1
         timings: list[tuple[float, float]] = []  # (wall, CPU) seconds of the timed pages read one at a time
-
-        def arrived(index: int, result: tuple[list[Any], int | None]) -> None:
-            nonlocal end, hint
-            pages[index] = result
-            page, total = result
-            if index == 0:
-                hint = total // size if total is not None else None
-            if len(page) < size and (end is None or index < end):
-                end = index
-
         # One at a time while probing, and for good when the window stays 1.
-        while end is None and next_index < self.max_pages and (window == 1 or len(timings) < PROBE_PAGES):
+        while read.end is None and next_index < self.max_pages and (window == 1 or len(timings) < PROBE_PAGES):
             wall, cpu = time.perf_counter(), time.thread_time()
-            arrived(next_index, self._page(path, fields, next_index, size))
+            read.arrived(next_index, self._page(path, fields, next_index, size))
             if next_index > 0:  # page 0 also pays for connecting
                 timings.append((time.perf_counter() - wall, time.thread_time() - cpu))
             next_index += 1
             if len(timings) == PROBE_PAGES:
                 window = self._window(timings)
-        if end and hint is None and next_index == end + 1 < self.max_pages:
+        if read.end and read.hint is None and next_index == read.end + 1 < self.max_pages:
             # Without a total, a concurrent read would have asked past a short page in the middle: so do we.
             # (A short first page is taken as it is, as before: it is what the guard's empty-source rule is for.)
-            arrived(next_index, self._page(path, fields, next_index, size))
+            read.arrived(next_index, self._page(path, fields, next_index, size))
             next_index += 1
-        if end is None and next_index < self.max_pages:
-            self._read_concurrently(path, fields, size, window, next_index, hint, arrived, lambda: end)
-        if end is None:
+        if read.end is None and next_index < self.max_pages:
+            self._read_concurrently(path, fields, read, window, next_index)
+        if read.end is None:
             raise PageLimitError(
                 f"Unified.to {path} {self._where()} did not end within {self.max_pages} pages",
                 tenant=self.tenant,
             )
-        overflow = any(pages[i][0] for i in pages if i > end)
-        return [pages[i] for i in range(end + 1)], overflow
+        overflow = any(page for i, (page, _total) in read.pages.items() if i > read.end)
+        return [read.pages[i] for i in range(read.end + 1)], overflow
 
     def _window(self, timings: list[tuple[float, float]]) -> int:
         """Pages to keep in flight: a page's wall time over the client's CPU time for it, within 1..concurrency."""
@@ -383,39 +368,34 @@ class UnifiedClient:
         cpu = max(sum(c for _wall, c in timings), 1e-6)
         return max(1, min(self.concurrency, int(wall / cpu)))
 
-    def _read_concurrently(
-        self,
-        path: str,
-        fields: str | None,
-        size: int,
-        window: int,
-        next_index: int,
-        hint: int | None,
-        arrived: Callable[[int, tuple[list[Any], int | None]], None],
-        end: Callable[[], int | None],
-    ) -> None:
-        """Read on from page `next_index` with up to `window` pages in flight, until a short page."""
+    def _read_concurrently(self, path: str, fields: str | None, read: _Read, window: int, next_index: int) -> None:
+        """Read on from page `next_index` with up to `window` pages in flight, until a short page.
+
+        With an X-Total-Count, exactly the pages it implies are requested; without one (or past it),
+        `window` at a time.
+        """
+        hint = read.hint
         pool = ThreadPoolExecutor(max_workers=window, thread_name_prefix="unified-page")
         in_flight: dict[Future[tuple[list[Any], int | None]], int] = {}
         try:
             while True:
                 while (
                     len(in_flight) < window
-                    and end() is None
+                    and read.end is None
                     and next_index < self.max_pages
                     and (hint is None or next_index <= hint)
                 ):
-                    in_flight[pool.submit(self._page, path, fields, next_index, size)] = next_index
+                    in_flight[pool.submit(self._page, path, fields, next_index, read.size)] = next_index
                     next_index += 1
                 if not in_flight:
-                    if end() is None and next_index < self.max_pages:
+                    if read.end is None and next_index < self.max_pages:
                         hint = None  # the announced pages were all full: read on until a short page
                         continue
                     return
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     # a failed page fails the read (the rest is cancelled)
-                    arrived(in_flight.pop(future), future.result())
+                    read.arrived(in_flight.pop(future), future.result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -490,6 +470,24 @@ class UnifiedClient:
     def list_groups(self) -> list[Any]:
         """Every HrisGroup of the connection, raw."""
         return self._list("/group", GROUP_FIELDS)
+
+
+@dataclass
+class _Read:
+    """One read of a listing in progress: its pages so far, the page that ended it, the last page announced."""
+
+    size: int
+    pages: dict[int, tuple[list[Any], int | None]] = field(default_factory=dict)
+    end: int | None = None  # the first short page
+    hint: int | None = None  # the last page page 0's X-Total-Count implies (None: no total)
+
+    def arrived(self, index: int, result: tuple[list[Any], int | None]) -> None:
+        self.pages[index] = result
+        page, total = result
+        if index == 0:
+            self.hint = total // self.size if total is not None else None
+        if len(page) < self.size and (self.end is None or index < self.end):
+            self.end = index
 
 
 @dataclass(frozen=True)

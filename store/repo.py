@@ -188,18 +188,16 @@ def replace_groups(engine: Engine, tenant_id: str, groups: pl.DataFrame) -> None
     and inserted again on each run (on Postgres, thousands of dead rows per sync for autovacuum).
     """
     now = utcnow()
-    rows = [{**row, "tenant_id": tenant_id, "refreshed_at": now} for row in groups.iter_rows(named=True)]
-    listed = (SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)
-    incoming = {
-        tuple(row.get(column.key, 0 if column.key == "member_count" else None) for column in listed) for row in rows
-    }
+    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)
+    listed = groups.select(column.key for column in columns)
     with engine.begin() as conn:
-        stored = {tuple(row) for row in conn.execute(select(*listed).where(SourceGroup.tenant_id == tenant_id))}
-        if stored == incoming and len(stored) == len(rows):
+        stored = {tuple(row) for row in conn.execute(select(*columns).where(SourceGroup.tenant_id == tenant_id))}
+        if stored == set(listed.iter_rows()) and len(stored) == listed.height:
             conn.execute(update(SourceGroup).where(SourceGroup.tenant_id == tenant_id).values(refreshed_at=now))
             return
         conn.execute(delete(SourceGroup).where(SourceGroup.tenant_id == tenant_id))
-        if rows:
+        if listed.height:
+            rows = [{**row, "tenant_id": tenant_id, "refreshed_at": now} for row in listed.iter_rows(named=True)]
             conn.execute(insert(SourceGroup), rows)
 
 
