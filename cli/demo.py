@@ -111,8 +111,9 @@ def run_demo(users: int = 300) -> int:
     os.environ["PROVISIONING_DATABASE_URL"] = f"sqlite:///{db_path}"
     os.environ["UNIFIED_API_TOKEN"] = TOKEN
 
-    from cli.main import render_counts
+    from cli.common import render_counts
     from flows.sync_tenant import sync_tenant
+    from pipeline import refresh_groups
     from store.db import make_engine
     from store.repo import (
         add_employee,
@@ -120,12 +121,9 @@ def run_demo(users: int = 300) -> int:
         connect,
         integration_settings,
         list_employees,
-        replace_groups,
         select_groups,
         status_totals,
     )
-    from tasks.extract import extract, source_config
-    from tasks.flatten import flatten
 
     dataset = generate_dataset(users, seed=2026)
     departments = [g for g in dataset["groups"] if g.get("type") == "DEPARTMENT"]
@@ -156,11 +154,9 @@ def run_demo(users: int = 300) -> int:
             typer.echo("Tenant acme created with 5 employees (4 also in the source, 3 of them in other case).")
 
             connect(engine, TENANT, provider="entra", connection_id=CONNECTION_ID, base_url=base_url)
-            snapshot = extract(source_config(integration_settings(engine, TENANT, require_selection=False)))
-            flat = flatten(snapshot.groups, snapshot.memberships, snapshot.users)
-            replace_groups(engine, TENANT, flat.groups)
-            chosen = flat.groups.filter(flat.groups["group_id"].is_in(list(selected)))
-            typer.echo(f"Connected; the source lists {flat.groups.height} groups. Selected:")
+            listed = refresh_groups(engine, integration_settings(engine, TENANT, require_selection=False))
+            chosen = listed.filter(listed["group_id"].is_in(list(selected)))
+            typer.echo(f"Connected; the source lists {listed.height} groups. Selected:")
             for row in chosen.iter_rows(named=True):
                 typer.echo(f"  {row['group_id']}  {row['name']} ({row['member_count']} members, teams included)")
             select_groups(engine, TENANT, sorted(selected), all_users=False)

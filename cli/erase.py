@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from cli.common import engine, explained_errors
+
 
 def erase(
     tenant: Annotated[str, typer.Argument(help="Tenant id.")],
@@ -17,7 +19,6 @@ def erase(
     Run counts stay. A later sync recreates the person only if the source still lists them in a
     selected group: remove them there first for the erasure to last.
     """
-    from cli.main import engine, explained_errors
     from store.erase import erase_employee
 
     if not yes:

@@ -5,16 +5,19 @@ Every command exits non-zero with one clear sentence when it cannot do what was 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Engine
+from rich.markup import escape
+
+from cli import erase as erase_command
+from cli import orchestration
+from cli.common import emit, engine, explained_errors, fail, render_counts, run_sync
+from domain.words import PROVIDERS, STATUSES
+from simulator.faults import FAULT_SPEC_HELP
 
 # The product never phones home (and has no internet where it runs): Prefect's server telemetry off.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -35,56 +38,6 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(employee_app, name="employee")
 app.add_typer(db_app, name="db")
 app.add_typer(run_app, name="run")
-
-PROVIDERS = ("entra", "personio", "google")
-STATUSES = ("synced", "terminated", "non_matching", "unmanaged")
-FAULT_HELP = (  # simulator.faults.FAULT_SPEC_HELP, kept import-free so `provision --help` stays fast
-    "A fault to inject (repeatable): NAME\\[xCOUNT]\\[@employee|@group]\\[:OFFSET]; COUNT `*` = every request. "
-    "NAME: 429, 429-bare (no Retry-After), 500, 502, 503, 504, 400, 401, 403, 404, 501, slow, drop "
-    "(connection closed mid-response), truncate, malformed, not-array, repeat / skip (offset drift at "
-    "OFFSET, default 100), short-page (half a page at OFFSET), wrong-total, no-total, empty (no employees). "
-    "E.g. --fault 429x3 --fault 503x2@group."
-)
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def explained_errors() -> Iterator[None]:
-    """Turn the errors a person can act on into one sentence and exit code 1."""
-    from settings import MissingTokenError
-    from sources.errors import SourceError
-    from store.repo import StoreError
-    from tasks.validate import GuardTripped, InvalidPlanError, MostlyInvalidError
-
-    try:
-        yield
-    except (StoreError, SourceError, MissingTokenError, GuardTripped, MostlyInvalidError, InvalidPlanError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{type(exc).__name__}: {exc.strerror or exc}")
-
-
-def engine() -> Engine:
-    from sqlalchemy.exc import OperationalError
-
-    from settings import database_url
-    from store.db import make_engine, redact
-
-    try:
-        return make_engine()
-    except OperationalError:
-        fail(f"Cannot open the employee database at {redact(database_url())}.")
-
-
-def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-    else:
-        render(data)
 
 
 @tenant_app.command("add")
@@ -123,44 +76,48 @@ def connect(
     base_url: Annotated[str | None, typer.Option(help="Unified.to API base URL (region).")] = None,
     check: Annotated[bool, typer.Option(help="Read the source once to prove the connection works.")] = True,
 ) -> None:
-    """Connect a tenant to its source through Unified.to (token: UNIFIED_API_TOKEN or a Prefect Secret)."""
+    """Connect a tenant to its source through Unified.to (token: UNIFIED_API_TOKEN or a Prefect Secret).
+
+    Connecting reads the source once and stores its group list, so `provision filter` can follow at once.
+    """
+    from pipeline import read_groups
     from settings import get_settings
     from store.repo import connect as store_connect
     from store.repo import get_tenant
-    from tasks.extract import SourceConfig, extract
+    from tasks.extract import SourceConfig
 
     if provider not in PROVIDERS:
         fail(f"Unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}.")
     url = base_url or get_settings().unified_base_url
     eng = engine()
+    listed = ""
     with explained_errors():
         from sqlalchemy.orm import Session
 
         with Session(eng) as session:
             get_tenant(session, tenant)
+        config = SourceConfig(
+            tenant=tenant, source="unified", provider=provider, connection_id=connection_id, base_url=url
+        )
+        groups = None
         if check:
-            extract(
-                SourceConfig(
-                    tenant=tenant, source="unified", provider=provider, connection_id=connection_id, base_url=url
-                )
-            )
-        store_connect(eng, tenant, provider=provider, connection_id=connection_id, base_url=url)
-    typer.echo(f"Tenant {tenant} connected to {provider} (connection {connection_id}).")
+            snapshot, flat = read_groups(None, config)
+            groups = flat.groups
+            listed = f"; {snapshot.users.height} users and {groups.height} groups listed"
+        store_connect(eng, tenant, provider=provider, connection_id=connection_id, base_url=url, groups=groups)
+    typer.echo(f"Tenant {tenant} connected to {provider} (connection {connection_id}){listed}.")
 
 
 @app.command()
 def groups(tenant: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the source's groups, flattened, fresh from the source: id, name, members."""
-    from store.repo import integration_settings, replace_groups
-    from tasks.extract import extract, source_config
-    from tasks.flatten import flatten
+    from pipeline import refresh_groups
+    from store.repo import integration_settings
 
     eng = engine()
     with explained_errors():
-        snapshot = extract(source_config(integration_settings(eng, tenant, require_selection=False)))
-        flat = flatten(snapshot.groups, snapshot.memberships, snapshot.users)
-        replace_groups(eng, tenant, flat.groups)
-    rows = flat.groups.select("group_id", "name", "parent_id", "member_count").to_dicts()
+        listed = refresh_groups(eng, integration_settings(eng, tenant, require_selection=False))
+    rows = listed.select("group_id", "name", "parent_id", "member_count").to_dicts()
 
     def render(rows: list[dict[str, Any]]) -> None:
         for row in rows:
@@ -188,23 +145,6 @@ def filter_(
         render_counts(run_sync(tenant, dry_run=False))
 
 
-def render_counts(result: dict[str, Any]) -> None:
-    typer.echo(f"Run {result['run_id']}: {result['outcome']}{' (dry run)' if result['dry_run'] else ''}")
-    for key, value in result["counts"].items():
-        typer.echo(f"  {key:<17} {value}")
-    totals = ", ".join(f"{k} {v}" for k, v in result["totals"].items()) or "none"
-    typer.echo(f"  employees now: {totals}")
-
-
-def run_sync(tenant: str, *, dry_run: bool, override_guard: bool = False, trigger: str = "cli") -> dict[str, Any]:
-    from flows.sync_tenant import sync_tenant
-    from store.repo import integration_settings
-
-    with explained_errors():
-        integration_settings(engine(), tenant)  # the sentence for a missing setup, before Prefect starts
-        return sync_tenant(tenant, dry_run=dry_run, override_guard=override_guard, trigger=trigger)
-
-
 @app.command()
 def sync(
     tenant: str,
@@ -217,6 +157,33 @@ def sync(
     """Sync a tenant now and print the counts."""
     result = run_sync(tenant, dry_run=dry_run, override_guard=override_guard)
     emit(result, as_json, render_counts)
+
+
+@app.command()
+def guard(
+    tenant: str,
+    max_share: Annotated[
+        float | None, typer.Option(help="Stop a run that would flag more than this share of employees (0.1 = 10%).")
+    ] = None,
+    min_count: Annotated[int | None, typer.Option(help="... and at least this many of them.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the tenant's mass-change guard, or change its thresholds."""
+    from store.repo import guard_settings, set_guard
+
+    with explained_errors():
+        if max_share is None and min_count is None:
+            current = guard_settings(engine(), tenant)
+        else:
+            current = set_guard(engine(), tenant, max_share=max_share, min_count=min_count)
+
+    def render(current: dict[str, Any]) -> None:
+        typer.echo(
+            f"Tenant {tenant}: a run stops before loading when it would flag more than "
+            f"{current['max_share'] * 100:g}% of the employees and at least {current['min_count']} of them."
+        )
+
+    emit({"max_share": current.max_share, "min_count": current.min_count}, as_json, render)
 
 
 @app.command()
@@ -290,9 +257,7 @@ def disconnect(tenant: str) -> None:
     with explained_errors():
         n = store_disconnect(engine(), tenant)
     typer.echo(f"Tenant {tenant} disconnected; {n} employees are now unmanaged.")
-    from cli.orchestration import apply_to_prefect
-
-    apply_to_prefect(tenant)  # its scheduled deployment goes too
+    orchestration.apply_to_prefect(tenant)  # its scheduled deployment goes too
 
 
 @db_app.command("upgrade")
@@ -313,7 +278,7 @@ def simulator(
     dataset: Annotated[Path | None, typer.Option(help="A dataset file {employees, groups} to serve instead.")] = None,
     connection_id: Annotated[str, typer.Option(help="The connection id it answers to.")] = "conn-demo",
     token: Annotated[str, typer.Option(help="The API token it accepts.")] = "sim-token",
-    fault: Annotated[list[str] | None, typer.Option("--fault", help=FAULT_HELP)] = None,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help=escape(FAULT_SPEC_HELP))] = None,
     latency_ms: Annotated[float, typer.Option(help="Delay every request by this many milliseconds.")] = 0,
     slow_seconds: Annotated[float, typer.Option(help="How long a `slow` fault waits before answering.")] = 60,
 ) -> None:
@@ -349,10 +314,5 @@ def demo(users: Annotated[int, typer.Option(help="Users of the simulated source.
     sys.exit(run_demo(users=users))
 
 
-from cli.erase import erase  # noqa: E402  (GDPR erasure; uses the helpers above)
-
-app.command()(erase)
-
-from cli.orchestration import register  # noqa: E402  (schedule, deploy, sync-all; they use the helpers above)
-
-register(app)
+app.command()(erase_command.erase)
+orchestration.register(app)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import emit, engine, explained_errors, fail, render_counts, run_sync
+from cli.common import emit, engine, explained_errors, fail, render_counts, run_sync
 
 
 def prefect_server_configured() -> bool:
@@ -37,7 +37,7 @@ def schedule(
     sync_now: Annotated[bool, typer.Option("--sync", help="Save, then run the first sync at once.")] = False,
 ) -> None:
     """Set (or remove) the tenant's automatic sync schedule; applied to Prefect with `provision deploy`."""
-    from deployments.schedules import checked, parse_every
+    from domain.schedules import checked, parse_every
     from store.schedules import set_schedule
 
     if off and (every or cron):

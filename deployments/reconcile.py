@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from deployments.schedules import Schedule
+from domain.schedules import Schedule
 from store.schedules import scheduled_tenants
 
 FLOW_NAME = "sync-tenant"
@@ -30,7 +30,7 @@ DEFAULT_WORK_POOL = "provisioning"
 PULL_STEPS: list[dict[str, Any]] = [
     {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PROVISIONING_HOME }}"}}
 ]
-# Scheduled runs created ahead of time; after an outage the flow skips the late ones (deployments/schedules.py).
+# Scheduled runs created ahead of time; after an outage the flow skips the late ones (domain/schedules.py).
 MAX_SCHEDULED_RUNS = 3
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.sync_tenant import describe, sync_tenant
+from domain.errors import describe
+from flows.sync_tenant import sync_tenant
 from store.db import make_engine
 from store.locks import TenantBusyError
 from store.schedules import syncable_tenants

@@ -4,52 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
-from deployments.schedules import late_reason
+from domain.errors import describe
+from domain.schedules import late_reason
 from flows.triggers import TRIGGERS, current_trigger
-from settings import MissingTokenError
-from sources.errors import SourceError
+from pipeline import PlannedRun, Progress, Stages, sync_run
 from store.db import make_engine
-from store.load import LoadError
 from store.locks import TenantBusyError, tenant_lock
 from store.models import Integration, utcnow
-from store.repo import StoreError, finish_run, integration_settings, replace_groups, start_run
+from store.repo import finish_run, integration_settings, start_run
 from store.schedules import schedule_of
-from tasks.extract import extract_task, source_config
+from tasks.extract import extract_task
 from tasks.filter import filter_task
 from tasks.flatten import flatten_task
 from tasks.load import load_task
 from tasks.match import match_task
-from tasks.report import count, failure_markdown, publish, report_task, summary_markdown, totals
-from tasks.validate import (
-    Guard,
-    GuardTripped,
-    InvalidPlanError,
-    MostlyInvalidError,
-    validate_plan_task,
-    validate_source_task,
+from tasks.report import failure_markdown, publish, report_task, summary_markdown, totals
+from tasks.validate import GuardTripped, validate_plan_task, validate_source_task
+
+# The stages as Prefect tasks: the same functions as pipeline.PLAIN, each with its retries and data-safety options.
+TASKS = Stages(
+    extract=extract_task,
+    flatten=flatten_task,
+    filter=filter_task,
+    validate_users=validate_source_task,
+    match=match_task,
+    validate_plan=validate_plan_task,
+    load=load_task,
 )
-
-# Errors whose message is written for a person and carries no secret and no personal data.
-EXPLAINED = (
-    SourceError,
-    StoreError,
-    LoadError,
-    MissingTokenError,
-    MostlyInvalidError,
-    InvalidPlanError,
-    GuardTripped,
-)
-
-
-def describe(exc: BaseException) -> str:
-    """What a run row and an artifact may say about a failure."""
-    if isinstance(exc, EXPLAINED):
-        return str(exc)
-    return f"unexpected {type(exc).__name__}; the worker's log has the traceback"
 
 
 @flow(name="sync-tenant", flow_run_name="sync-{tenant}")
@@ -96,55 +81,47 @@ def sync_tenant(
 def run_stages(
     engine: Engine, integration: Integration, run_id: str, *, dry_run: bool, override_guard: bool
 ) -> dict[str, Any]:
-    """The stages of one run, in order, under the tenant's lock; the run row says where a failure happened."""
+    """The stages of one run under the tenant's lock; the run row says where a failure happened."""
     tenant = integration.tenant_id
-    config = source_config(integration)
-    guard = Guard(max_share=integration.guard_max_share, min_count=integration.guard_min_count)
-    stage = "extract"
+    progress = Progress(log=get_run_logger().info)
     try:
-        snapshot = extract_task(config)
-        stage = "flatten"
-        flat = flatten_task(snapshot.groups, snapshot.memberships, snapshot.users)
-        replace_groups(engine, tenant, flat.groups)
-        stage = "filter"
-        scope = filter_task(
-            snapshot.users, flat.memberships, flat.groups, list(integration.selected_group_ids), integration.all_users
+        planned = sync_run(
+            engine, integration, run_id, dry_run=dry_run, override_guard=override_guard, stages=TASKS, progress=progress
         )
-        stage = "validate"
-        validated = validate_source_task(scope.users)
-        stage = "match"
-        plan = match_task(tenant, validated.users, validated.held_user_ids)
-        stage = "validate"
-        plan, stop_reason = validate_plan_task(plan, snapshot.users.height, guard, override_guard)
-        counts = count(
-            plan,
-            fetched=snapshot.users.height,
-            filtered_out=scope.filtered_out,
-            invalid=validated.quarantine.height,
-        )
-        outcome = "stopped_by_guard" if stop_reason else "succeeded"
-        if not stop_reason:
-            stage = "load"
-            load_task(tenant, run_id, plan, validated.quarantine, dry_run)
-        stage = "report"
-        note = f"Stopped before loading: {stop_reason}. Nothing was changed." if stop_reason else None
-        if dry_run and not stop_reason:
-            note = "Dry run: nothing was written to the employee table."
-        finish_run(engine, run_id, outcome=outcome, counts=counts, error=stop_reason)
-        markdown = summary_markdown(
-            tenant=tenant,
-            outcome=outcome,
-            counts=counts,
-            quarantine=validated.quarantine,
-            plan=plan,
-            missing_groups=scope.missing_groups,
-            note=note,
-        )
-        report_task(tenant, counts, markdown)
+        outcome = "stopped_by_guard" if planned.stop_reason else "succeeded"
+        progress.step("report", lambda _: f"run {outcome}", _report, engine, tenant, run_id, planned, outcome, dry_run)
     except Exception as exc:
-        finish_run(engine, run_id, outcome="failed", failed_stage=stage, error=describe(exc))
-        publish(tenant, {}, failure_markdown(tenant=tenant, run_id=run_id, stage=stage, reason=describe(exc)))
+        stage, reason = progress.failed_stage, describe(exc)
+        finish_run(engine, run_id, outcome="failed", failed_stage=stage, error=reason)
+        markdown = failure_markdown(
+            tenant=tenant, run_id=run_id, stage=stage, reason=reason, not_done=progress.not_done
+        )
+        publish(tenant, {}, markdown)
         raise
-    if stop_reason:
-        raise GuardTripped(f"tenant {tenant}: {stop_reason}; re-run with override_guard=True to apply it")
-    return {"run_id": run_id, "outcome": outcome, "dry_run": dry_run, "counts": counts, "totals": totals(plan)}
+    if planned.stop_reason:
+        raise GuardTripped(f"tenant {tenant}: {planned.stop_reason}; re-run with override_guard=True to apply it")
+    return {
+        "run_id": run_id,
+        "outcome": outcome,
+        "dry_run": dry_run,
+        "counts": planned.counts,
+        "totals": totals(planned.plan),
+    }
+
+
+def _report(engine: Engine, tenant: str, run_id: str, planned: PlannedRun, outcome: str, dry_run: bool) -> None:
+    """Record the run's outcome and counts in its row, and publish its artifacts."""
+    note = f"Stopped before loading: {planned.stop_reason}. Nothing was changed." if planned.stop_reason else None
+    if dry_run and not planned.stop_reason:
+        note = "Dry run: nothing was written to the employee table."
+    finish_run(engine, run_id, outcome=outcome, counts=planned.counts, error=planned.stop_reason)
+    markdown = summary_markdown(
+        tenant=tenant,
+        outcome=outcome,
+        counts=planned.counts,
+        quarantine=planned.quarantine,
+        plan=planned.plan,
+        missing_groups=planned.missing_groups,
+        note=note,
+    )
+    report_task(tenant, planned.counts, markdown)

@@ -8,6 +8,8 @@ from typing import cast
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.errors import ExplainedError
+
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "employee-provisioning"
 
 
@@ -42,7 +44,7 @@ def database_url(settings: Settings | None = None) -> str:
 SECRET_BLOCK_NAME = "unified-api-token"
 
 
-class MissingTokenError(Exception):
+class MissingTokenError(ExplainedError):
     """No Unified.to token is configured."""
 
 

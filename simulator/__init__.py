@@ -1,12 +1,35 @@
-"""A local fake of the Unified.to HRIS API: the ASGI app, its data generator and its fault switches."""
+"""A local fake of the Unified.to HRIS API: the ASGI app, its data generator and its fault switches.
 
-from simulator.app import SeenRequest, create_app
-from simulator.datasets import edge_case_dataset
-from simulator.faults import Fault, FaultPlan
-from simulator.generator import generate_dataset
-from simulator.inprocess import SyncASGITransport
-from simulator.serve import run_simulator_command, running_simulator
-from simulator.source import SimulatorSource
+The names below are imported on first use (PEP 562), so that `simulator.faults` alone (the CLI's help
+text) does not pull in the web stack.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simulator.app import SeenRequest, create_app
+    from simulator.datasets import edge_case_dataset
+    from simulator.faults import Fault, FaultPlan
+    from simulator.generator import generate_dataset
+    from simulator.inprocess import SyncASGITransport
+    from simulator.serve import run_simulator_command, running_simulator
+    from simulator.source import SimulatorSource
+
+_WHERE = {
+    "Fault": "simulator.faults",
+    "FaultPlan": "simulator.faults",
+    "SeenRequest": "simulator.app",
+    "SimulatorSource": "simulator.source",
+    "SyncASGITransport": "simulator.inprocess",
+    "create_app": "simulator.app",
+    "edge_case_dataset": "simulator.datasets",
+    "generate_dataset": "simulator.generator",
+    "run_simulator_command": "simulator.serve",
+    "running_simulator": "simulator.serve",
+}
 
 __all__ = [
     "Fault",
@@ -20,3 +43,9 @@ __all__ = [
     "run_simulator_command",
     "running_simulator",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    return getattr(import_module(_WHERE[name]), name)

@@ -1,6 +1,6 @@
 """The ASGI fake of the Unified.to HRIS API (employees and groups), wire-compatible with the real one.
 
-Behaviour (see /work/shared/upstream-apis.md, section 1):
+Behaviour (as the README's "Reliability" section lists it, after Unified.to's documented API):
 - `GET /hris/{connection_id}/employee|group`: a bare JSON array; `limit` (default and cap 100) and
   `offset` accept floats such as `100.0`, as the official SDK sends them; a page shorter than `limit`
   ends the listing; `fields` repeated or comma-separated (only those fields, `id` always);
@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from simulator.faults import Fault, FaultPlan, PathKind
-from simulator.source import Dataset, SimulatorSource, TenantData, _encode
+from simulator.source import Dataset, SimulatorSource, TenantData, encode_json
 
 MAX_LIMIT = 100
 RATE_LIMIT_MESSAGE = "Too many requests to Unified.to"
@@ -68,7 +68,7 @@ def error_response(status: int, message: str | None = None, headers: dict[str, s
         "message": message or _MESSAGES.get(status) or reason,
         "error": reason,
     }
-    return Response(_encode(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(encode_json(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def _fault_response(fault: Fault) -> Response:

@@ -33,7 +33,7 @@ def _project(record: Any, fields: set[str]) -> Any:
     return {k: v for k, v in record.items() if k in fields}
 
 
-def _encode(value: Any) -> bytes:
+def encode_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -63,7 +63,7 @@ class Listing:
         enc = cache[i]
         if enc is None:
             record = self.records[i] if fields is None else _project(self.records[i], fields)
-            enc = cache[i] = _encode(record)
+            enc = cache[i] = encode_json(record)
         return enc
 
 

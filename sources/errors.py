@@ -5,8 +5,10 @@ Messages name the tenant and the cause, never a token or a personal attribute.
 
 from __future__ import annotations
 
+from domain.errors import ExplainedError
 
-class SourceError(Exception):
+
+class SourceError(ExplainedError):
     """Base of every error a source client raises."""
 
     transient: bool = False

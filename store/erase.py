@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from sources.normalize import normalize_email
+from domain.emails import normalize_email
 from store.models import Employee, RunChange
 from store.repo import StoreError, get_tenant
 

@@ -16,6 +16,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from domain.errors import ExplainedError
 from schemas.plan import FIELDS, WRITES
 from store.bulk import copy_in, copy_out
 from store.models import utcnow
@@ -129,7 +130,7 @@ def _created_ids(conn: Connection, tenant_id: str, stamp: str, created: pl.DataF
     return created.join(ids, on="new_email_norm", how="left", validate="1:1").get_column("id")
 
 
-class LoadError(Exception):
+class LoadError(ExplainedError):
     """The load failed and its transaction was rolled back; the message carries no personal data."""
 
 

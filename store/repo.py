@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import CursorResult, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from domain.emails import is_valid_email, normalize_email
+from domain.errors import ExplainedError
 from schemas.employees import EMPLOYEE_SCHEMA
-from sources.normalize import is_valid_email, normalize_email
 from store.bulk import copy_out
 from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
 
 
-class StoreError(Exception):
+class StoreError(ExplainedError):
     """A request the store cannot honour; the message is one sentence for the person who asked."""
 
 
@@ -65,7 +68,9 @@ def connect(
     connection_id: str,
     base_url: str,
     source: str = "unified",
+    groups: pl.DataFrame | None = None,
 ) -> Integration:
+    """Save the tenant's one integration, with the flat group list read while checking it (when given)."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         get_tenant(session, tenant_id)
         integration = session.get(Integration, tenant_id)
@@ -82,6 +87,8 @@ def connect(
         integration.base_url = base_url
         integration.state = "active"
         integration.updated_at = utcnow()
+        if groups is not None:
+            _replace_groups(session.connection(), tenant_id, groups)
     return integration
 
 
@@ -116,6 +123,37 @@ def select_groups(engine: Engine, tenant_id: str, group_ids: Sequence[str], *, a
         integration.selected_group_ids = [] if all_users else list(dict.fromkeys(group_ids))
         integration.all_users = all_users
         integration.updated_at = utcnow()
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The tenant's mass-change guard: a run stops when it would flag more than `max_share` of the
+    employees and at least `min_count` of them (design.md, Safety)."""
+
+    max_share: float
+    min_count: int
+
+
+def guard_settings(engine: Engine, tenant_id: str) -> GuardSettings:
+    with Session(engine) as session:
+        integration = active_integration(session, tenant_id)
+        return GuardSettings(max_share=integration.guard_max_share, min_count=integration.guard_min_count)
+
+
+def set_guard(engine: Engine, tenant_id: str, *, max_share: float | None, min_count: int | None) -> GuardSettings:
+    """Change either threshold (None keeps it); both are checked before anything is written."""
+    if max_share is not None and not (math.isfinite(max_share) and 0 < max_share <= 1):
+        raise StoreError(f"The guard's share must be above 0 and at most 1 (0.1 = 10%), not {max_share}.")
+    if min_count is not None and min_count < 1:
+        raise StoreError(f"The guard's minimum count must be at least 1, not {min_count}.")
+    with Session(engine) as session, session.begin():
+        integration = active_integration(session, tenant_id)
+        if max_share is not None:
+            integration.guard_max_share = max_share
+        if min_count is not None:
+            integration.guard_min_count = min_count
+        integration.updated_at = utcnow()
+        return GuardSettings(max_share=integration.guard_max_share, min_count=integration.guard_min_count)
 
 
 def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str, last_name: str) -> Employee:
@@ -187,18 +225,22 @@ def replace_groups(engine: Engine, tenant_id: str, groups: pl.DataFrame) -> None
     Most reads find it as stored: then only `refreshed_at` moves, rather than every row being deleted
     and inserted again on each run (on Postgres, thousands of dead rows per sync for autovacuum).
     """
+    with engine.begin() as conn:
+        _replace_groups(conn, tenant_id, groups)
+
+
+def _replace_groups(conn: Connection, tenant_id: str, groups: pl.DataFrame) -> None:
     now = utcnow()
     columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)
     listed = groups.select(column.key for column in columns)
-    with engine.begin() as conn:
-        stored = {tuple(row) for row in conn.execute(select(*columns).where(SourceGroup.tenant_id == tenant_id))}
-        if stored == set(listed.iter_rows()) and len(stored) == listed.height:
-            conn.execute(update(SourceGroup).where(SourceGroup.tenant_id == tenant_id).values(refreshed_at=now))
-            return
-        conn.execute(delete(SourceGroup).where(SourceGroup.tenant_id == tenant_id))
-        if listed.height:
-            rows = [{**row, "tenant_id": tenant_id, "refreshed_at": now} for row in listed.iter_rows(named=True)]
-            conn.execute(insert(SourceGroup), rows)
+    stored = {tuple(row) for row in conn.execute(select(*columns).where(SourceGroup.tenant_id == tenant_id))}
+    if stored == set(listed.iter_rows()) and len(stored) == listed.height:
+        conn.execute(update(SourceGroup).where(SourceGroup.tenant_id == tenant_id).values(refreshed_at=now))
+        return
+    conn.execute(delete(SourceGroup).where(SourceGroup.tenant_id == tenant_id))
+    if listed.height:
+        rows = [{**row, "tenant_id": tenant_id, "refreshed_at": now} for row in listed.iter_rows(named=True)]
+        conn.execute(insert(SourceGroup), rows)
 
 
 def start_run(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from deployments.schedules import Schedule
+from domain.schedules import Schedule
 from store.models import Integration, utcnow
 from store.repo import active_integration
 

@@ -35,12 +35,4 @@ def filter_users(
     return Scope(users=in_scope, filtered_out=users.height - in_scope.height, missing_groups=missing)
 
 
-@task(name="filter by selected groups", cache_policy=NO_CACHE, persist_result=False)
-def filter_task(
-    users: pl.DataFrame,
-    flat_memberships: pl.DataFrame,
-    groups: pl.DataFrame,
-    selected_group_ids: list[str],
-    all_users: bool,
-) -> Scope:
-    return filter_users(users, flat_memberships, groups, selected_group_ids=selected_group_ids, all_users=all_users)
+filter_task = task(name="filter by selected groups", cache_policy=NO_CACHE, persist_result=False)(filter_users)

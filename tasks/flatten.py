@@ -55,6 +55,4 @@ def flatten(groups: pl.DataFrame, memberships: pl.DataFrame, users: pl.DataFrame
     return FlatGroups(memberships=flat, groups=listed.sort("name", "group_id", nulls_last=True))
 
 
-@task(name="flatten groups", cache_policy=NO_CACHE, persist_result=False)
-def flatten_task(groups: pl.DataFrame, memberships: pl.DataFrame, users: pl.DataFrame) -> FlatGroups:
-    return flatten(groups, memberships, users)
+flatten_task = task(name="flatten groups", cache_policy=NO_CACHE, persist_result=False)(flatten)

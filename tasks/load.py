@@ -9,11 +9,12 @@ from prefect.cache_policies import NO_CACHE
 from store.db import make_engine
 from store.load import apply_plan
 
-__all__ = ["apply_plan", "load_task"]
+
+def load(tenant: str, run_id: str, plan: pl.DataFrame, quarantine: pl.DataFrame, dry_run: bool) -> int:
+    """The load stage: the rows written (a dry run writes none). The engine is looked up here, by URL."""
+    return apply_plan(make_engine(), tenant_id=tenant, run_id=run_id, plan=plan, quarantine=quarantine, dry_run=dry_run)
 
 
 # Not retried: the load is one transaction, so a failure leaves nothing half-written, and a blind
 # retry of a write is the engineer's call (re-run the flow), not the orchestrator's.
-@task(name="load and flag", cache_policy=NO_CACHE, persist_result=False)
-def load_task(tenant: str, run_id: str, plan: pl.DataFrame, quarantine: pl.DataFrame, dry_run: bool) -> int:
-    return apply_plan(make_engine(), tenant_id=tenant, run_id=run_id, plan=plan, quarantine=quarantine, dry_run=dry_run)
+load_task = task(name="load and flag", cache_policy=NO_CACHE, persist_result=False)(load)

@@ -14,7 +14,7 @@ from schemas.plan import FIELDS
 from store.db import make_engine
 from store.repo import read_employees
 
-__all__ = ["EMPLOYEE_SCHEMA", "PLAN_COLUMNS", "match", "match_task"]
+__all__ = ["EMPLOYEE_SCHEMA", "PLAN_COLUMNS", "match", "match_task", "match_tenant"]
 
 PLAN_COLUMNS = [
     "employee_id",
@@ -249,7 +249,9 @@ def match(
     return plan.select(PLAN_COLUMNS)
 
 
-@task(name="match", cache_policy=NO_CACHE, persist_result=False)
-def match_task(tenant: str, users: pl.DataFrame, held_user_ids: pl.Series) -> pl.DataFrame:
-    """Reads the tenant's employees (one query) and matches them."""
+def match_tenant(tenant: str, users: pl.DataFrame, held_user_ids: pl.Series) -> pl.DataFrame:
+    """The match stage: reads the tenant's employees (one query) and matches them."""
     return match(users, read_employees(make_engine(), tenant), held_user_ids)
+
+
+match_task = task(name="match", cache_policy=NO_CACHE, persist_result=False)(match_tenant)

@@ -101,10 +101,7 @@ def _section(title: str, headers: list[str], rows: pl.DataFrame, limit: int) -> 
     return [*lines, ""]
 
 
-STAGES = ["extract", "flatten", "filter", "validate", "match", "load", "report"]
-
-
-def failure_markdown(*, tenant: str, run_id: str, stage: str, reason: str) -> str:
+def failure_markdown(*, tenant: str, run_id: str, stage: str, reason: str, not_done: list[str]) -> str:
     """What a failed run did not do, for the summary artifact: a failure before the load changed nothing."""
     lines = [f"# Sync of tenant `{tenant}` failed in stage {stage}", "", reason, ""]
     if stage == "report":
@@ -113,7 +110,6 @@ def failure_markdown(*, tenant: str, run_id: str, stage: str, reason: str) -> st
             "only publishing this run's counts did not happen."
         )
     else:
-        not_done = STAGES[STAGES.index(stage) + 1 :] if stage in STAGES else ["load", "report"]
         lines.append(
             "Nothing was changed: no employee was created, updated or flagged, and the employee table is as it "
             f"was before the run. Not done: {', '.join(not_done)}."

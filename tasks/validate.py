@@ -9,24 +9,22 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from domain.errors import ExplainedError
 from schemas.plan import PlanSchema
 from schemas.source_users import REASONS, SourceUserSchema
 
 # A run whose in-scope input is mostly invalid fails instead of flagging what is left.
 MAX_INVALID_SHARE = 0.5
 
-QUARANTINE_SCHEMA = {"record": pl.Int64(), "source_user_id": pl.String(), "reason": pl.String()}
-
-
-class MostlyInvalidError(Exception):
+class MostlyInvalidError(ExplainedError):
     """More than half of the in-scope source users are unusable: something is wrong upstream."""
 
 
-class InvalidPlanError(Exception):
+class InvalidPlanError(ExplainedError):
     """The plan breaks its own contract: a bug, so nothing is loaded."""
 
 
-class GuardTripped(Exception):
+class GuardTripped(ExplainedError):
     """The run would flag too many synced employees at once (design.md, Safety)."""
 
 
@@ -113,15 +111,15 @@ def check_guard(plan: pl.DataFrame, *, fetched: int, guard: Guard, override: boo
     return reason
 
 
-@task(name="validate source users", cache_policy=NO_CACHE, persist_result=False)
-def validate_source_task(users: pl.DataFrame) -> ValidatedUsers:
-    return validate_source_users(users)
-
-
-@task(name="validate plan", cache_policy=NO_CACHE, persist_result=False)
-def validate_plan_task(
+def check_plan(
     plan: pl.DataFrame, fetched: int, guard: Guard, override_guard: bool
 ) -> tuple[pl.DataFrame, str | None]:
-    """The checked plan, and why the guard stops the run (None: go on)."""
+    """The validate-plan stage: the checked plan, and why the guard stops the run (None: go on)."""
     plan = validate_plan(plan)
     return plan, check_guard(plan, fetched=fetched, guard=guard, override=override_guard)
+
+
+validate_source_task = task(name="validate source users", cache_policy=NO_CACHE, persist_result=False)(
+    validate_source_users
+)
+validate_plan_task = task(name="validate plan", cache_policy=NO_CACHE, persist_result=False)(check_plan)

@@ -6,9 +6,9 @@ from typing import Any
 
 import polars as pl
 
+from domain.emails import normalize_email
 from schemas.employees import EMPLOYEE_SCHEMA
 from sources.model import USER_SCHEMA
-from sources.normalize import normalize_email
 
 
 def source_user(user_id: str | None, email: str | None, *, active: bool = True, **kw: Any) -> dict[str, Any]:

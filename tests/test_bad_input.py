@@ -19,12 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from pipeline import Selection, plan_snapshot
 from schemas.employees import EMPLOYEE_SCHEMA
 from sources.normalize import normalize
-from tasks.filter import filter_users
-from tasks.flatten import flatten
-from tasks.match import match
-from tasks.validate import MostlyInvalidError, validate_plan, validate_source_users
+from tasks.validate import MostlyInvalidError, validate_source_users
+from tests.runs import ALL_USERS, against
 from tests.test_normalize import employee_like, json_values
 from tests.wire import group, person
 
@@ -42,19 +41,15 @@ class Result:
 
 def run(employees: list[Any], groups: list[Any] | None = None, selected: list[str] | None = None) -> Result:
     """The stages of a sync, as plain functions, against a tenant with no employees yet."""
-    snap = normalize(employees, groups or [])
-    flat = flatten(snap.groups, snap.memberships, snap.users)
-    scope = filter_users(
-        snap.users, flat.memberships, flat.groups, selected_group_ids=selected or [], all_users=selected is None
-    )
-    validated = validate_source_users(scope.users)
-    plan = validate_plan(match(validated.users, NO_EMPLOYEES, validated.held_user_ids))
-    created = plan.filter(pl.col("action") == "created")
+    selection = ALL_USERS if selected is None else Selection(group_ids=tuple(selected))
+    planned = plan_snapshot("acme", normalize(employees, groups or []), selection, stages=against(NO_EMPLOYEES))
+    created = planned.plan.filter(pl.col("action") == "created")
+    considered = pl.concat([planned.plan.get_column("source_user_id"), planned.quarantine.get_column("source_user_id")])
     return Result(
-        quarantine=dict(validated.quarantine.select("source_user_id", "reason").iter_rows()),
+        quarantine=dict(planned.quarantine.select("source_user_id", "reason").iter_rows()),
         created={r["source_user_id"]: r for r in created.iter_rows(named=True)},
-        groups=flat.groups,
-        in_scope=set(scope.users.get_column("user_id").drop_nulls().to_list()),
+        groups=planned.groups,
+        in_scope=set(considered.drop_nulls().to_list()),
     )
 
 

@@ -12,6 +12,7 @@ covered on both databases by tests/test_flow.py and tests/test_load*.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -188,8 +189,11 @@ def flow_upstream(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, prefect_api:
     monkeypatch.setattr("tasks.extract.CLIENT_TIMEOUT", httpx.Timeout(1.0))
     # Task-level retries of a transient failure are the orchestration's (tests/test_extract*); here they
     # only need to not wait.
+    tasks = flows.sync_tenant.TASKS
     monkeypatch.setattr(
-        flows.sync_tenant, "extract_task", flows.sync_tenant.extract_task.with_options(retry_delay_seconds=0)
+        flows.sync_tenant,
+        "TASKS",
+        replace(tasks, extract=flows.sync_tenant.extract_task.with_options(retry_delay_seconds=0)),
     )
     source = SimulatorSource(source_a())
     faults = FaultPlan()

@@ -12,12 +12,11 @@ from sqlalchemy import Connection, Engine, select, text
 
 import store.load
 from sources.normalize import normalize
-from store.load import LoadError, apply_plan
+from store.load import LoadError
 from store.models import Employee, RunChange
-from store.repo import add_tenant, read_employees, start_run
-from tasks.match import match
-from tasks.validate import validate_plan, validate_source_users
+from store.repo import add_tenant, read_employees
 from tests.conftest import POSTGRES_ADMIN
+from tests.runs import sync_snapshot
 from tests.wire import person
 
 # The one helper every bulk write of the load goes through (its name, whichever the load uses now).
@@ -32,11 +31,7 @@ def source(n: int, *, renamed: int | None = None) -> list[dict[str, Any]]:
 
 
 def sync(engine: Engine, people: list[dict[str, Any]]) -> str:
-    validated = validate_source_users(normalize(people, []).users)
-    plan = validate_plan(match(validated.users, read_employees(engine, "acme"), validated.held_user_ids))
-    run_id = start_run(engine, "acme", trigger="cli", parameters={}, flow_run_id=None, dry_run=False)
-    apply_plan(engine, tenant_id="acme", run_id=run_id, plan=plan, quarantine=validated.quarantine, dry_run=False)
-    return run_id
+    return sync_snapshot(engine, "acme", normalize(people, []))[0]
 
 
 def snapshot(engine: Engine) -> list[tuple[Any, ...]]:

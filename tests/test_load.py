@@ -12,15 +12,15 @@ from store.repo import add_employee, add_tenant, read_employees, replace_groups,
 from tasks.match import match
 from tasks.validate import validate_plan
 from tests.frames import source_user, users
+from tests.runs import snapshot_of, sync_snapshot
 
 NO_QUARANTINE = pl.DataFrame(schema={"record": pl.Int64(), "source_user_id": pl.String(), "reason": pl.String()})
 
 
 def sync(engine: Engine, tenant: str, src: pl.DataFrame, *, dry_run: bool = False) -> tuple[str, pl.DataFrame, int]:
-    run_id = start_run(engine, tenant, trigger="cli", parameters={}, flow_run_id=None, dry_run=dry_run)
-    plan = validate_plan(match(src, read_employees(engine, tenant), pl.Series([], dtype=pl.String())))
-    written = apply_plan(engine, tenant_id=tenant, run_id=run_id, plan=plan, quarantine=NO_QUARANTINE, dry_run=dry_run)
-    return run_id, plan, written
+    run_id, planned = sync_snapshot(engine, tenant, snapshot_of(src), dry_run=dry_run)
+    assert planned.written is not None
+    return run_id, planned.plan, planned.written
 
 
 def state(engine: Engine, tenant: str) -> list[tuple[object, ...]]:

@@ -17,14 +17,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from sources.normalize import normalize_email
-from store.load import apply_plan
+from domain.emails import normalize_email
 from store.models import Employee, RunChange
-from store.repo import add_tenant, read_employees, start_run, status_totals
-from tasks.match import match
-from tasks.report import COUNTED_ACTIONS, count, totals
-from tasks.validate import MostlyInvalidError, validate_plan, validate_source_users
+from store.repo import add_tenant, status_totals
+from tasks.report import COUNTED_ACTIONS, totals
+from tasks.validate import MostlyInvalidError
 from tests.frames import source_user, users
+from tests.runs import snapshot_of, sync_snapshot
 
 PROPERTY = settings(
     max_examples=25,
@@ -165,16 +164,11 @@ def sync(engine: Engine, tenant: str, rows: list[dict[str, Any]]) -> Run | None:
     """One run of the stages after extract; None when validation stops it (nothing is written then)."""
     src = users(*rows)
     try:
-        validated = validate_source_users(src)
+        run_id, planned = sync_snapshot(engine, tenant, snapshot_of(src))
     except MostlyInvalidError:
         return None
-    plan = validate_plan(match(validated.users, read_employees(engine, tenant), validated.held_user_ids))
-    run_id = start_run(engine, tenant, trigger="cli", parameters={}, flow_run_id=None, dry_run=False)
-    written = apply_plan(
-        engine, tenant_id=tenant, run_id=run_id, plan=plan, quarantine=validated.quarantine, dry_run=False
-    )
-    counts = count(plan, fetched=src.height, filtered_out=0, invalid=validated.quarantine.height)
-    return Run(run_id, plan, counts, written)
+    assert planned.written is not None
+    return Run(run_id, planned.plan, planned.counts, planned.written)
 
 
 def table(engine: Engine, tenant: str) -> dict[int, dict[str, Any]]:

@@ -14,13 +14,13 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from cli.main import app
-from deployments.schedules import Schedule, checked, is_late, parse_every
+from domain.schedules import Schedule, ScheduleError, checked, is_late, parse_every
 from flows.triggers import trigger_of
 from simulator.app import create_app
 from simulator.serve import running_simulator
 from simulator.source import SimulatorSource
 from store.models import Employee, Integration, Run
-from store.repo import StoreError, add_tenant, connect, disconnect, replace_groups, select_groups
+from store.repo import add_tenant, connect, disconnect, replace_groups, select_groups
 from store.schedules import set_schedule
 from tests.wire import dataset, group, person
 
@@ -38,7 +38,7 @@ def test_intervals_are_read_as_written(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "24", "soon", "1w", "24h and more", "10s"])
 def test_anything_else_is_refused_with_one_sentence(text: str) -> None:
-    with pytest.raises(StoreError) as refused:
+    with pytest.raises(ScheduleError) as refused:
         parse_every(text)
     assert "\n" not in str(refused.value)
 
@@ -46,9 +46,9 @@ def test_anything_else_is_refused_with_one_sentence(text: str) -> None:
 def test_cron_and_time_zone_are_checked_as_prefect_checks_them() -> None:
     assert checked("0 3 * * *", None, "Europe/Berlin") == DAY
     for cron, tz in [("0 3 * *", None), ("61 * * * *", None), ("0 3 * * *", "Mars/Olympus")]:
-        with pytest.raises(StoreError):
+        with pytest.raises(ScheduleError):
             checked(cron, None, tz)
-    with pytest.raises(StoreError, match="exactly one"):
+    with pytest.raises(ScheduleError, match="exactly one"):
         checked("0 3 * * *", 3600, None)
 
 

@@ -1,7 +1,7 @@
 """A tenant's automatic sync schedule: parsing what the admin typed, and telling a late scheduled run.
 
-Prefect-free except for its schedule models, which validate cron strings and time zones the way the
-Prefect server will.
+Prefect-free except for its schedule models (imported where used), which validate cron strings and time
+zones the way the Prefect server will.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from store.repo import StoreError
+from domain.errors import ExplainedError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL_SECONDS = 300  # a sync reads the whole source: more often than every 5 minutes is a mistake
+
+
+class ScheduleError(ExplainedError):
+    """What the admin typed is not a schedule the Prefect server would accept."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,11 @@ def parse_every(text: str) -> int:
     text = text.strip().lower()
     parts = re.findall(r"(\d+)\s*([smhd])", text)
     if not parts or re.sub(r"(\d+)\s*([smhd])", "", text).strip():
-        raise StoreError(f"{text!r} is not an interval; write it like 24h, 30m, 1d or 1h30m.")
+        raise ScheduleError(f"{text!r} is not an interval; write it like 24h, 30m, 1d or 1h30m.")
     seconds = sum(int(n) * _UNITS[unit] for n, unit in parts)
     if seconds < MIN_INTERVAL_SECONDS:
-        raise StoreError(f"An interval of {seconds} s is too short; the shortest is {MIN_INTERVAL_SECONDS // 60} min.")
+        shortest = MIN_INTERVAL_SECONDS // 60
+        raise ScheduleError(f"An interval of {seconds} s is too short; the shortest is {shortest} min.")
     return seconds
 
 
@@ -49,17 +54,17 @@ def checked(cron: str | None, interval_seconds: int | None, timezone: str | None
     from prefect.client.schemas.schedules import CronSchedule
 
     if (cron is None) == (interval_seconds is None):
-        raise StoreError("Give exactly one of --every or --cron (or --off).")
+        raise ScheduleError("Give exactly one of --every or --cron (or --off).")
     if timezone is not None:
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise StoreError(f"Unknown time zone {timezone!r}; use an IANA name such as Europe/Berlin.") from None
+            raise ScheduleError(f"Unknown time zone {timezone!r}; use an IANA name such as Europe/Berlin.") from None
     if cron is not None:
         try:
             CronSchedule(cron=cron, timezone=timezone)
         except ValidationError:
-            raise StoreError(f'{cron!r} is not a cron schedule; write it like "0 3 * * *".') from None
+            raise ScheduleError(f'{cron!r} is not a cron schedule; write it like "0 3 * * *".') from None
     return Schedule(cron=cron, interval_seconds=interval_seconds, timezone=timezone)
 
 
@@ -70,7 +75,8 @@ def period_seconds(schedule: Schedule, around: datetime) -> float:
     # Prefect's own (vendored) croniter, so a period is computed exactly as the server schedules runs.
     from prefect._vendor.croniter import croniter
 
-    assert schedule.cron is not None
+    if schedule.cron is None:
+        raise ScheduleError("A schedule needs a cron string or an interval.")
     local = around.astimezone(ZoneInfo(schedule.timezone or "UTC"))
     it = croniter(schedule.cron, local)
     first, second = it.get_next(datetime), it.get_next(datetime)

@@ -1,0 +1,19 @@
+"""The base of every error whose message is written for a person.
+
+A door (the CLI, the flow's run row and artifacts, later the admin API) shows such a message as it is:
+one sentence, naming the tenant and the cause, never a secret or a personal attribute. Anything else is
+a bug, and a door says only its type.
+"""
+
+from __future__ import annotations
+
+
+class ExplainedError(Exception):
+    """An error whose message is one sentence for the person who asked: no secret, no personal data."""
+
+
+def describe(exc: BaseException) -> str:
+    """What a run row, an artifact or a door may say about a failure."""
+    if isinstance(exc, ExplainedError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}; the worker's log has the traceback"

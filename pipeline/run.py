@@ -1,0 +1,270 @@
+"""The stages of one sync, in order, written once (design.md, "The per-tenant flow").
+
+    extract -> flatten -> groups -> filter -> validate users -> match -> validate plan -> load [-> report]
+
+`read_groups` is the first three (the group list an admin chooses from), `plan_snapshot` everything from
+flatten to validate plan on a snapshot already read, `plan_run` a whole plan from the source, and
+`sync_run` a plan and its load. Each stage is called through a `Progress`, which knows the stage running
+now (the one a failure is blamed on) and logs one line of figures per stage, never personal data. The
+report belongs to the door that records the run (the flow publishes artifacts; the CLI prints).
+
+The stage functions come in a `Stages` bundle: `PLAIN` calls the plain functions of `tasks/`, the flow
+passes its Prefect task wrappers of the same functions, and a test may swap one stage (e.g. `match`
+against a frame of employees instead of the database).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import polars as pl
+from sqlalchemy import Engine
+
+from sources.model import SourceSnapshot
+from store.models import Integration
+from store.repo import replace_groups
+from tasks.extract import SourceConfig, extract, source_config
+from tasks.filter import Scope, filter_users
+from tasks.flatten import FlatGroups, flatten
+from tasks.load import load
+from tasks.match import match_tenant
+from tasks.report import count
+from tasks.validate import Guard, ValidatedUsers, check_plan, validate_source_users
+
+# Every stage of a run, in the order it runs. `report` is the recording door's (flows/sync_tenant.py).
+STAGES = ("extract", "flatten", "groups", "filter", "validate users", "match", "validate plan", "load", "report")
+
+_log = logging.getLogger("provisioning.pipeline")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The function each stage calls; every one has the signature of the plain function it defaults to."""
+
+    extract: Callable[[SourceConfig], SourceSnapshot] = extract
+    flatten: Callable[[pl.DataFrame, pl.DataFrame, pl.DataFrame], FlatGroups] = flatten
+    filter: Callable[..., Scope] = filter_users  # (users, memberships, groups, *, selected_group_ids, all_users)
+    validate_users: Callable[[pl.DataFrame], ValidatedUsers] = validate_source_users
+    match: Callable[[str, pl.DataFrame, pl.Series], pl.DataFrame] = match_tenant  # (tenant, users, held ids)
+    validate_plan: Callable[[pl.DataFrame, int, Guard, bool], tuple[pl.DataFrame, str | None]] = check_plan
+    load: Callable[[str, str, pl.DataFrame, pl.DataFrame, bool], int] = load  # (tenant, run, plan, quarantine, dry)
+
+
+PLAIN = Stages()
+
+
+@dataclass
+class Progress:
+    """Where a run is: the stage running now (blamed if it fails) and the stages done, in order."""
+
+    log: Callable[[str], Any] = _log.info
+    done: list[str] = field(default_factory=list)
+    current: str | None = None
+
+    def step(self, stage: str, summary: Callable[[T], str], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one stage, then log its figures (`summary` of its result: counts only, no personal data)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        self.current = stage
+        result = fn(*args, **kwargs)
+        self.current = None
+        self.done.append(stage)
+        self.log(f"{stage}: {summary(result)}")
+        return result
+
+    @property
+    def failed_stage(self) -> str:
+        """The stage a failure is blamed on: the one running, else the first not done."""
+        return self.current or next((s for s in STAGES if s not in self.done), STAGES[-1])
+
+    @property
+    def not_done(self) -> list[str]:
+        """The stages after the one that failed (or is running), in order."""
+        return list(STAGES[STAGES.index(self.failed_stage) + 1 :])
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which source users a tenant syncs: the members of these groups, or everyone."""
+
+    group_ids: tuple[str, ...] = ()
+    all_users: bool = False
+
+    @classmethod
+    def of(cls, integration: Integration) -> Selection:
+        return cls(group_ids=tuple(integration.selected_group_ids), all_users=integration.all_users)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """What a run decided, and (after `sync_run`) what it wrote."""
+
+    plan: pl.DataFrame  # the checked plan: one outcome per employee and per in-scope source user
+    quarantine: pl.DataFrame  # (record, source_user_id, reason) of unusable in-scope source users
+    groups: pl.DataFrame  # the flat group list, with member counts
+    missing_groups: list[str]  # selected group ids the source no longer lists
+    counts: dict[str, int]  # derived from the plan's outcome records (tasks/report.py)
+    stop_reason: str | None  # why the mass-change guard stopped the run before loading, or None
+    written: int | None = None  # rows the load wrote; None when nothing was loaded
+
+
+# ---- one line of figures per stage (counts only) ------------------------------------------------
+
+
+def _extracted(s: SourceSnapshot) -> str:
+    return f"{s.users.height} users, {s.groups.height} groups and {s.memberships.height} memberships read"
+
+
+def _flattened(f: FlatGroups) -> str:
+    return f"{f.groups.height} groups, {f.memberships.height} memberships including inherited ones"
+
+
+def _scoped(s: Scope) -> str:
+    gone = f"; {len(s.missing_groups)} selected groups no longer listed" if s.missing_groups else ""
+    return f"{s.users.height} users in scope, {s.filtered_out} outside the selected groups{gone}"
+
+
+def _validated(v: ValidatedUsers) -> str:
+    return f"{v.users.height} usable, {v.quarantine.height} quarantined"
+
+
+def _matched(plan: pl.DataFrame) -> str:
+    actions = plan.group_by("action").len().sort("action").iter_rows()
+    return "planned " + (", ".join(f"{action} {n}" for action, n in actions) or "nothing")
+
+
+def _checked(result: tuple[pl.DataFrame, str | None]) -> str:
+    return "plan valid; " + (f"stopped by the guard: {result[1]}" if result[1] else "guard passed")
+
+
+# ---- the assembly --------------------------------------------------------------------------------
+
+
+def _flat_groups(
+    snapshot: SourceSnapshot, tenant: str, engine: Engine | None, stages: Stages, progress: Progress
+) -> FlatGroups:
+    flat = progress.step("flatten", _flattened, stages.flatten, snapshot.groups, snapshot.memberships, snapshot.users)
+    if engine is not None:  # the filter screen's list, stored as the source returned it
+        progress.step(
+            "groups", lambda _: f"{flat.groups.height} groups stored", replace_groups, engine, tenant, flat.groups
+        )
+    return flat
+
+
+def read_groups(
+    engine: Engine | None, config: SourceConfig, *, stages: Stages = PLAIN, progress: Progress | None = None
+) -> tuple[SourceSnapshot, FlatGroups]:
+    """Extract, flatten and (given an engine) store the group list: what listing the groups and connecting do."""
+    progress = progress or Progress()
+    snapshot = progress.step("extract", _extracted, stages.extract, config)
+    return snapshot, _flat_groups(snapshot, config.tenant, engine, stages, progress)
+
+
+def refresh_groups(engine: Engine, integration: Integration, *, progress: Progress | None = None) -> pl.DataFrame:
+    """The tenant's flattened groups, fresh from its source, stored for the filter screen."""
+    return read_groups(engine, source_config(integration), progress=progress)[1].groups
+
+
+def plan_snapshot(
+    tenant: str,
+    snapshot: SourceSnapshot,
+    selection: Selection,
+    *,
+    guard: Guard | None = None,
+    override_guard: bool = False,
+    engine: Engine | None = None,
+    stages: Stages = PLAIN,
+    progress: Progress | None = None,
+) -> PlannedRun:
+    """Flatten -> (store the groups, given an engine) -> filter -> validate users -> match -> validate plan."""
+    progress = progress or Progress()
+    flat = _flat_groups(snapshot, tenant, engine, stages, progress)
+    scope = progress.step(
+        "filter",
+        _scoped,
+        stages.filter,
+        snapshot.users,
+        flat.memberships,
+        flat.groups,
+        selected_group_ids=list(selection.group_ids),
+        all_users=selection.all_users,
+    )
+    validated = progress.step("validate users", _validated, stages.validate_users, scope.users)
+    plan = progress.step("match", _matched, stages.match, tenant, validated.users, validated.held_user_ids)
+    plan, stop_reason = progress.step(
+        "validate plan", _checked, stages.validate_plan, plan, snapshot.users.height, guard or Guard(), override_guard
+    )
+    counts = count(
+        plan, fetched=snapshot.users.height, filtered_out=scope.filtered_out, invalid=validated.quarantine.height
+    )
+    return PlannedRun(
+        plan=plan,
+        quarantine=validated.quarantine,
+        groups=flat.groups,
+        missing_groups=scope.missing_groups,
+        counts=counts,
+        stop_reason=stop_reason,
+    )
+
+
+def plan_run(
+    engine: Engine,
+    integration: Integration,
+    *,
+    override_guard: bool = False,
+    stages: Stages = PLAIN,
+    progress: Progress | None = None,
+) -> PlannedRun:
+    """The whole plan of a tenant's run, from its source to the guard; nothing written but the group list."""
+    progress = progress or Progress()
+    snapshot = progress.step("extract", _extracted, stages.extract, source_config(integration))
+    return plan_snapshot(
+        integration.tenant_id,
+        snapshot,
+        Selection.of(integration),
+        guard=Guard(max_share=integration.guard_max_share, min_count=integration.guard_min_count),
+        override_guard=override_guard,
+        engine=engine,
+        stages=stages,
+        progress=progress,
+    )
+
+
+def load_planned(
+    tenant: str,
+    run_id: str,
+    planned: PlannedRun,
+    *,
+    dry_run: bool,
+    stages: Stages = PLAIN,
+    progress: Progress | None = None,
+) -> PlannedRun:
+    """Load a plan the guard let through; a stopped plan is returned as it is, nothing written."""
+    if planned.stop_reason:
+        return planned
+    progress = progress or Progress()
+    summary: Callable[[int], str] = (
+        (lambda _: "dry run: nothing written") if dry_run else (lambda n: f"{n} rows written")
+    )
+    written = progress.step("load", summary, stages.load, tenant, run_id, planned.plan, planned.quarantine, dry_run)
+    return replace(planned, written=written)
+
+
+def sync_run(
+    engine: Engine,
+    integration: Integration,
+    run_id: str,
+    *,
+    dry_run: bool,
+    override_guard: bool = False,
+    stages: Stages = PLAIN,
+    progress: Progress | None = None,
+) -> PlannedRun:
+    """Plan a tenant's run and load it (unless the guard stopped it, or it is a dry run)."""
+    progress = progress or Progress()
+    planned = plan_run(engine, integration, override_guard=override_guard, stages=stages, progress=progress)
+    return load_planned(integration.tenant_id, run_id, planned, dry_run=dry_run, stages=stages, progress=progress)

@@ -1,0 +1,38 @@
+"""Runs of the pipeline for tests that start from frames instead of a source: the stage order is the
+pipeline's own (pipeline/run.py), never re-assembled here."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import polars as pl
+from sqlalchemy import Engine
+
+from pipeline import PLAIN, PlannedRun, Selection, Stages, load_planned, plan_snapshot
+from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, SourceSnapshot
+from store.repo import start_run
+from tasks.match import match
+
+ALL_USERS = Selection(all_users=True)
+
+
+def snapshot_of(users: pl.DataFrame) -> SourceSnapshot:
+    """A source that lists these users and no groups."""
+    return SourceSnapshot(
+        users=users, memberships=pl.DataFrame(schema=MEMBERSHIP_SCHEMA), groups=pl.DataFrame(schema=GROUP_SCHEMA)
+    )
+
+
+def against(employees: pl.DataFrame) -> Stages:
+    """The plain stages, matching against these employees instead of the tenant's in the database."""
+    return replace(PLAIN, match=lambda _tenant, users, held: match(users, employees, held))
+
+
+def sync_snapshot(
+    engine: Engine, tenant: str, snapshot: SourceSnapshot, *, selection: Selection = ALL_USERS, dry_run: bool = False
+) -> tuple[str, PlannedRun]:
+    """A recorded run of everything after extract, loaded through the engine's database (the default one,
+    as the `database_url` fixture sets it). The guard is overridden: these tests are about the load."""
+    run_id = start_run(engine, tenant, trigger="cli", parameters={}, flow_run_id=None, dry_run=dry_run)
+    planned = plan_snapshot(tenant, snapshot, selection, override_guard=True)
+    return run_id, load_planned(tenant, run_id, planned, dry_run=dry_run)
