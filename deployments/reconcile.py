@@ -54,7 +54,8 @@ def _prefect_schedule(schedule: Schedule) -> Any:
 
     if schedule.cron is not None:
         return CronSchedule(cron=schedule.cron, timezone=schedule.timezone or "UTC")
-    assert schedule.interval_seconds is not None
+    if schedule.interval_seconds is None:
+        raise ValueError("a schedule needs a cron string or an interval")
     return IntervalSchedule(interval=timedelta(seconds=schedule.interval_seconds), timezone=schedule.timezone or "UTC")
 
 
@@ -117,14 +118,14 @@ def reconcile(
         }
         if wanted:
             _ensure_work_pool(client, work_pool)
-        flow_id = client.create_flow_from_name(FLOW_NAME) if wanted else None
         schema = parameter_schema(sync_tenant).model_dump_for_openapi()
+        flow_id = None
         for name, (tenant, schedule) in sorted(wanted.items()):
             current = existing.get(name)
             if current is not None and _matches(current, tenant, schedule, work_pool):
                 result.unchanged.append(name)
                 continue
-            assert flow_id is not None
+            flow_id = flow_id or client.create_flow_from_name(FLOW_NAME)
             client.create_deployment(  # an upsert by (flow, name)
                 flow_id=flow_id,
                 name=name,

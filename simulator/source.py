@@ -129,7 +129,8 @@ class SimulatorSource:
         return self._data
 
     def _load_file(self) -> TenantData:
-        assert self._path is not None
+        if self._path is None:
+            raise RuntimeError("this simulator source serves a dataset in memory, not a file")
         st = self._path.stat()
         data = TenantData.from_dataset(json.loads(self._path.read_bytes()))
         self._stat = (st.st_mtime_ns, st.st_size)

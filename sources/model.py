@@ -44,14 +44,3 @@ class SourceSnapshot:
     memberships: pl.DataFrame
     groups: pl.DataFrame
 
-
-def empty_users() -> pl.DataFrame:
-    return pl.DataFrame(schema=USER_SCHEMA)
-
-
-def empty_memberships() -> pl.DataFrame:
-    return pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
-
-
-def empty_groups() -> pl.DataFrame:
-    return pl.DataFrame(schema=GROUP_SCHEMA)
