@@ -116,7 +116,8 @@ class PlannedRun:
 
 
 def _extracted(s: SourceSnapshot) -> str:
-    return f"{s.users.height} users, {s.groups.height} groups and {s.memberships.height} memberships read"
+    read = f"{s.users.height} users, {s.groups.height} groups and {s.memberships.height} memberships read"
+    return read + (f" in {s.requests} requests" if s.requests else "")
 
 
 def _flattened(f: FlatGroups) -> str:

@@ -15,7 +15,6 @@ import pytest
 from simulator import Fault, FaultPlan, SimulatorSource, create_app, generate_dataset
 from simulator.serve import running_simulator
 from sources.errors import IncompleteListingError, InconsistentListingError, TransientSourceError
-from sources.unified import DEFAULT_CONCURRENCY
 from tests.simulated import Sim
 
 TOKEN = "paging-token-77a1"
@@ -58,8 +57,15 @@ def test_pages_are_requested_concurrently_up_to_the_configured_bound(slow_sim: S
     assert 2 <= slow_sim.state.max_in_flight <= 4
 
 
-def test_default_concurrency_is_eight_and_one_means_one_page_at_a_time(slow_sim: Sim) -> None:
-    assert DEFAULT_CONCURRENCY == 8
+def test_a_default_client_keeps_up_to_eight_pages_in_flight(slow_sim: Sim) -> None:
+    slow_sim.source.replace(generate_dataset(3000, seed=4))  # 31 pages: room for a full window after the probe
+    with slow_sim.client() as client:
+        assert ids(client.list_employees()) == expected(slow_sim)
+    # why: 30 ms per request is many times the client's CPU time per page, so the whole window is used
+    assert 4 < slow_sim.state.max_in_flight <= 8
+
+
+def test_concurrency_one_means_one_page_at_a_time(slow_sim: Sim) -> None:
     with slow_sim.client(concurrency=1) as client:
         assert ids(client.list_employees()) == expected(slow_sim)
     assert slow_sim.state.max_in_flight == 1

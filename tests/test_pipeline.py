@@ -175,3 +175,11 @@ def test_the_flow_logs_every_stage_with_its_figures_and_no_personal_data(
     assert "load: 5 rows written" in stage_lines
     for line in logged:
         assert "acme.example" not in line and "Nachname" not in line
+
+
+def test_a_failure_after_the_load_does_not_claim_that_nothing_changed() -> None:
+    from tasks.report import failure_markdown
+
+    late = failure_markdown(tenant="acme", run_id="r1", stage="report", reason="unexpected OSError", not_done=[])
+    assert "Nothing was changed" not in late  # the load had committed: saying otherwise would be a lie
+    assert "changes were applied" in late and "provision run show r1" in late

@@ -22,7 +22,9 @@ from sources.errors import (
     SourceRequestError,
     TransientSourceError,
 )
-from sources.unified import DEFAULT_CONCURRENCY, UnifiedClient, _retry_after_seconds
+from sources.http import retry_after_seconds
+from sources.paging import window
+from sources.unified import UnifiedClient
 from tests.simulated import Sim
 
 TOKEN = "sim-token-5f2b"  # distinctive, so a leak into a message would be found
@@ -133,13 +135,13 @@ def test_retry_after_parsing_covers_seconds_fractions_dates_and_garbage() -> Non
     def resp(**headers: str) -> httpx.Response:
         return httpx.Response(429, headers=headers)
 
-    assert _retry_after_seconds(resp(**{"Retry-After": "2.128"})) == pytest.approx(2.128)
-    assert _retry_after_seconds(resp(**{"retry-after-ms": "1500"})) == pytest.approx(1.5)
+    assert retry_after_seconds(resp(**{"Retry-After": "2.128"})) == pytest.approx(2.128)
+    assert retry_after_seconds(resp(**{"retry-after-ms": "1500"})) == pytest.approx(1.5)
     date = email.utils.formatdate(1_000_010, usegmt=True)
-    assert _retry_after_seconds(resp(**{"Retry-After": date}), now=lambda: 1_000_000) == pytest.approx(10)
-    assert _retry_after_seconds(resp(**{"Retry-After": date}), now=lambda: 2_000_000) == 0  # in the past
-    assert _retry_after_seconds(resp(**{"Retry-After": "soon"})) is None
-    assert _retry_after_seconds(resp()) is None
+    assert retry_after_seconds(resp(**{"Retry-After": date}), now=lambda: 1_000_000) == pytest.approx(10)
+    assert retry_after_seconds(resp(**{"Retry-After": date}), now=lambda: 2_000_000) == 0  # in the past
+    assert retry_after_seconds(resp(**{"Retry-After": "soon"})) is None
+    assert retry_after_seconds(resp()) is None
 
 
 def test_a_5xx_burst_shorter_than_max_attempts_is_absorbed(sim: Sim) -> None:
@@ -147,6 +149,16 @@ def test_a_5xx_burst_shorter_than_max_attempts_is_absorbed(sim: Sim) -> None:
     with sim.client(max_attempts=5) as client:
         assert len(client.list_employees()) == 250
     assert len(sim.sleeps) == 4
+
+
+def test_the_client_counts_every_request_it_sent_retries_included(sim: Sim) -> None:
+    # why: a run's log reports the requests an extract took; it must be the source's count, not pages
+    sim.faults.add(Fault(status=503), Fault(status=429, retry_after="0"))
+    before = len(sim.state.requests)
+    with sim.client() as client:
+        client.list_employees()
+        client.list_groups()
+        assert client.requests_sent == len(sim.state.requests) - before > 5  # 3 pages + 1 + 2 retries + groups
 
 
 def test_a_5xx_burst_as_long_as_max_attempts_fails_as_transient(sim: Sim) -> None:
@@ -184,12 +196,14 @@ def test_an_unreachable_source_fails_as_transient_after_max_attempts() -> None:
     assert len(sleeps) == 2
 
 
-def test_max_retry_wait_bounds_the_sleeps_of_one_request() -> None:
-    client = UnifiedClient(
-        base_url="http://unused", token=SecretStr(TOKEN), connection_id="c", tenant="t", max_attempts=5
-    )
-    with client:
-        assert client.max_retry_wait() == 4 * 30
+def test_a_request_that_keeps_failing_sleeps_max_retry_wait_in_all_and_no_more(sim: Sim) -> None:
+    # why: the worst case of one request's sleeps: every attempt told to wait far beyond the cap
+    sim.faults.add(Fault(status=429, retry_after="3600", kind="employee", sticky=True))
+    with sim.client(max_attempts=5, backoff_max=30) as client, pytest.raises(TransientSourceError):
+        client.list_employees()
+    assert len(sim.employee_requests()) == 5
+    assert sim.sleeps == [30] * 4
+    assert sum(sim.sleeps) == client.max_retry_wait()
 
 
 # ---- permanent errors ---------------------------------------------------------------------------
@@ -265,12 +279,10 @@ def test_every_page_the_json_module_reads_is_read(body: str) -> None:
 def test_the_window_is_wall_over_cpu_time_within_one_and_the_concurrency() -> None:
     # why: a source answering faster than the client parses gains nothing from threads (they only
     # contend for the GIL); a source 30 ms away needs many pages in flight
-    client = UnifiedClient(base_url="https://api.unified.to", token=SecretStr("t"), connection_id="c", tenant="t")
-    with client:
-        assert client._window([(0.002, 0.0013)] * 3) == 1
-        assert client._window([(0.004, 0.0013)] * 3) == 3
-        assert client._window([(0.031, 0.0012)] * 3) == DEFAULT_CONCURRENCY
-        assert client._window([(0.031, 0.0)] * 3) == DEFAULT_CONCURRENCY
+    assert window([(0.002, 0.0013)] * 3, concurrency=8) == 1
+    assert window([(0.004, 0.0013)] * 3, concurrency=8) == 3
+    assert window([(0.031, 0.0012)] * 3, concurrency=8) == 8
+    assert window([(0.031, 0.0)] * 3, concurrency=8) == 8
 
 
 def test_requests_carry_bearer_token_and_accept_json() -> None:

@@ -1,0 +1,219 @@
+"""Reading a whole listing by `limit`/`offset` pages: concurrent pages, a stop rule, a page cap, and reading
+again until the listing is consistent.
+
+Stop rule: page k is at offset k*limit; the first page shorter than `limit` is the last (so N*limit
+records end with an empty page). More than `max_pages` pages is a PageLimitError rather than a loop
+forever on a source that ignores `offset`.
+
+Concurrent paging: offsets are known in advance, so up to `concurrency` pages can be in flight at once
+on a thread pool (the page fetch must be thread-safe). The first PROBE_PAGES pages go one at a time,
+timed: a page's wall time over the client's own CPU time for it says how many requests it takes to keep
+the client busy (Little's law), and that, capped at `concurrency`, is the window for the rest. A source
+that answers in microseconds (the simulator next door) is then read one page at a time, because threads
+contending for the GIL would only cost CPU; a source 30 ms away gets the whole window. Page 0's
+X-Total-Count says how many more pages to ask for (without one, `window` pages at a time). Pages are
+kept in order; the first short page ends the listing and pages requested beyond it are discarded (they
+must be empty). Read one at a time without a total, one page beyond a short page other than the first
+is still asked for, so a short page in the middle is caught as it is by concurrent reads.
+
+Consistent listings: a listing is read again (at most `max_reads` times in all) when an id repeats
+across pages, when pages disagree on `X-Total-Count`, when fewer records arrive than it announced, or
+when records turn up beyond the page that ended it; every other read uses a page one record shorter, so
+that a repeat caused by where pages break moves. Two reads that agree exactly are the source's truth:
+repeated ids are then its own duplicates (quarantined downstream); still too few records is an
+IncompleteListingError (permanent). Reads that never agree are an InconsistentListingError (transient).
+A missed page must never reach matching, where it would flag its employees `non_matching`.
+
+Reading again is a retry layer of its own: it follows only a read whose every page arrived (a page
+whose request still fails after its retries fails the listing at once), so it multiplies the requests
+made per page, up to `max_reads` times, not the attempts of a request that never succeeds.
+tasks/extract.py counts it in the retry budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from sources.errors import IncompleteListingError, InconsistentListingError, PageLimitError
+
+MAX_PAGES = 10_000  # 1M records: far beyond any tenant; hitting it means paging never ends
+# Pages in flight at once. 8 x 100 records keeps a 30 ms-latency source ~8x faster than one page at a time
+# while staying far below any documented rate limit; a 429 pauses all of them together.
+DEFAULT_CONCURRENCY = 8
+PROBE_PAGES = 3  # pages read one at a time, timed, before the window is chosen (page 0 is not timed)
+MAX_READS = 3  # reads of one listing before an inconsistent source fails the run
+
+Page = tuple[list[Any], int | None]  # a page's records and its X-Total-Count (None when absent)
+FetchPage = Callable[[int, int], Page]  # (page index, page size) -> the page at offset index * size
+
+
+def window(timings: list[tuple[float, float]], concurrency: int) -> int:
+    """Pages to keep in flight: a page's wall time over the client's CPU time for it, within 1..concurrency."""
+    wall = sum(w for w, _cpu in timings)
+    cpu = max(sum(c for _wall, c in timings), 1e-6)
+    return max(1, min(concurrency, int(wall / cpu)))
+
+
+class Pager:
+    """Reads listings for one tenant: every page once per read, reads repeated until they agree."""
+
+    def __init__(self, *, tenant: str, page_size: int, max_pages: int, concurrency: int, max_reads: int) -> None:
+        if concurrency < 1 or max_reads < 1:
+            raise ValueError("concurrency and max_reads must be at least 1")
+        self.tenant = tenant
+        self.page_size = page_size
+        self.max_pages = max_pages
+        self.concurrency = concurrency
+        self.max_reads = max_reads
+
+    def read_listing(self, fetch: FetchPage, what: str) -> list[Any]:
+        """Every record of a listing, read again while it is inconsistent (module docstring).
+
+        `what` names the listing in error messages ("Unified.to /employee for connection c1").
+        """
+        listing = self._read(fetch, self.page_size, what)
+        for read in range(1, self.max_reads):
+            if listing.problem is None:
+                return listing.records
+            # Every other read pages with one record less per page: a repeat that depends on where the
+            # pages break (drift, an off-by-one offset) then moves, while the source's own duplicates stay.
+            size = self.page_size if read % 2 == 0 else max(1, self.page_size - 1)
+            again = self._read(fetch, size, what)
+            if again.problem is not None and again.fingerprint == listing.fingerprint:
+                if again.incomplete:
+                    raise IncompleteListingError(
+                        f"{what} is missing records on every read ({again.problem}); "
+                        "nothing was changed, since the missing employees would be flagged non_matching",
+                        tenant=self.tenant,
+                    )
+                return again.records  # the same repeated ids twice: the source's own duplicates
+            listing = again
+        if listing.problem is None:
+            return listing.records
+        raise InconsistentListingError(
+            f"{what} gave a different listing on each of {self.max_reads} reads "
+            f"({listing.problem}): it changed while being paged, or pages inconsistently; nothing was changed",
+            tenant=self.tenant,
+        )
+
+    def _read(self, fetch: FetchPage, size: int, what: str) -> _Listing:
+        """One read of a listing, with what looks inconsistent about it."""
+        pages, overflow = self._read_pages(fetch, size, what)
+        records: list[Any] = []
+        ids: list[str | None] = []
+        seen: set[str] = set()
+        repeated = 0
+        for page, _total in pages:
+            page_ids = [r.get("id") if isinstance(r, dict) and isinstance(r.get("id"), str) else None for r in page]
+            on_page = {i for i in page_ids if i is not None}
+            repeated += len(on_page & seen)  # within one page a repeat is the source's own, not drift
+            seen |= on_page
+            records.extend(page)
+            ids.extend(page_ids)
+        announced = {t for _page, t in pages if t is not None}
+        problems: list[str] = []
+        if repeated:
+            problems.append(f"{repeated} ids repeated across pages")
+        if len(announced) > 1:
+            problems.append("the total count changed while paging")
+        short = len(announced) == 1 and len(records) < next(iter(announced))
+        if short:
+            problems.append(f"{len(records)} records where X-Total-Count announced {next(iter(announced))}")
+        if overflow:
+            problems.append("records beyond the short page that ended the listing")
+        return _Listing(
+            records=records,
+            fingerprint=(tuple(ids), tuple(sorted(announced))),
+            problem="; ".join(problems) or None,
+            incomplete=short or overflow,
+        )
+
+    def _read_pages(self, fetch: FetchPage, size: int, what: str) -> tuple[list[Page], bool]:
+        """One read's pages in order up to the first short one, and whether any page fetched beyond that
+        one held records (then the short page was not the end). Stop rule and window: module docstring.
+        """
+        read = _Read(size)
+        next_index = 0
+        window_size = 1
+        timings: list[tuple[float, float]] = []  # (wall, CPU) seconds of the timed pages read one at a time
+        # One at a time while probing, and for good when the window stays 1.
+        while read.end is None and next_index < self.max_pages and (window_size == 1 or len(timings) < PROBE_PAGES):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            read.arrived(next_index, fetch(next_index, size))
+            if next_index > 0:  # page 0 also pays for connecting
+                timings.append((time.perf_counter() - wall, time.thread_time() - cpu))
+            next_index += 1
+            if len(timings) == PROBE_PAGES:
+                window_size = window(timings, self.concurrency)
+        if read.end and read.hint is None and next_index == read.end + 1 < self.max_pages:
+            # Without a total, a concurrent read would have asked past a short page in the middle: so do we.
+            # (A short first page is taken as it is, as before: it is what the guard's empty-source rule is for.)
+            read.arrived(next_index, fetch(next_index, size))
+            next_index += 1
+        if read.end is None and next_index < self.max_pages:
+            self._read_concurrently(fetch, read, window_size, next_index)
+        if read.end is None:
+            raise PageLimitError(f"{what} did not end within {self.max_pages} pages", tenant=self.tenant)
+        overflow = any(page for i, (page, _total) in read.pages.items() if i > read.end)
+        return [read.pages[i] for i in range(read.end + 1)], overflow
+
+    def _read_concurrently(self, fetch: FetchPage, read: _Read, window_size: int, next_index: int) -> None:
+        """Read on from page `next_index` with up to `window_size` pages in flight, until a short page.
+
+        With an X-Total-Count, exactly the pages it implies are requested; without one (or past it),
+        `window_size` at a time.
+        """
+        hint = read.hint
+        pool = ThreadPoolExecutor(max_workers=window_size, thread_name_prefix="listing-page")
+        in_flight: dict[Future[Page], int] = {}
+        try:
+            while True:
+                while (
+                    len(in_flight) < window_size
+                    and read.end is None
+                    and next_index < self.max_pages
+                    and (hint is None or next_index <= hint)
+                ):
+                    in_flight[pool.submit(fetch, next_index, read.size)] = next_index
+                    next_index += 1
+                if not in_flight:
+                    if read.end is None and next_index < self.max_pages:
+                        hint = None  # the announced pages were all full: read on until a short page
+                        continue
+                    return
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    # a failed page fails the read (the rest is cancelled)
+                    read.arrived(in_flight.pop(future), future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _Read:
+    """One read of a listing in progress: its pages so far, the page that ended it, the last page announced."""
+
+    size: int
+    pages: dict[int, Page] = field(default_factory=dict)
+    end: int | None = None  # the first short page
+    hint: int | None = None  # the last page page 0's X-Total-Count implies (None: no total)
+
+    def arrived(self, index: int, result: Page) -> None:
+        self.pages[index] = result
+        page, total = result
+        if index == 0:
+            self.hint = total // self.size if total is not None else None
+        if len(page) < self.size and (self.end is None or index < self.end):
+            self.end = index
+
+
+@dataclass(frozen=True)
+class _Listing:
+    records: list[Any]
+    fingerprint: tuple[tuple[str | None, ...], tuple[int, ...]]  # ids in order, the totals announced
+    problem: str | None  # why the read looks inconsistent, or None
+    incomplete: bool  # records are missing (fewer than announced, or more after the last page)
