@@ -61,8 +61,11 @@ def render_counts(result: dict[str, Any]) -> None:
 
 def run_sync(tenant: str, *, dry_run: bool, override_guard: bool = False, trigger: str = "cli") -> dict[str, Any]:
     from flows.sync_tenant import sync_tenant
+    from store.access import audit
     from store.repo import integration_settings
 
     with explained_errors():
         integration_settings(engine(), tenant)  # the sentence for a missing setup, before Prefect starts
+        change = {"dry_run": dry_run, "override_guard": override_guard}
+        audit(engine(), tenant=tenant, actor="cli", action="sync_started", new=change)
         return sync_tenant(tenant, dry_run=dry_run, override_guard=override_guard, trigger=trigger)

@@ -19,13 +19,14 @@ def erase(
     Run counts stay. A later sync recreates the person only if the source still lists them in a
     selected group: remove them there first for the erasure to last.
     """
-    from store.erase import erase_employee
+    from admin.operations import CLI
+    from admin.operations import erase as erase_employee
 
     if not yes:
         typer.confirm(f"Erase the employee with that email from tenant {tenant}? This cannot be undone", abort=True)
     with explained_errors():
-        erased = erase_employee(engine(), tenant, email)
+        erased = erase_employee(engine(), tenant, email, actor=CLI)
     typer.echo(
-        f"Employee {erased.employee_id} of {tenant} erased; "
-        f"personal data scrubbed from {erased.scrubbed_changes} run change records."
+        f"Employee {erased['employee_id']} of {tenant} erased; "
+        f"personal data scrubbed from {erased['run_changes_scrubbed']} run change records."
     )

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from cli import erase as erase_command
-from cli import orchestration
+from cli import orchestration, service
 from cli.common import emit, engine, explained_errors, fail, render_counts, run_sync
 from domain.words import PROVIDERS, STATUSES
 from simulator.faults import FAULT_SPEC_HELP
@@ -61,10 +61,10 @@ def employee_add(
     last_name: Annotated[str, typer.Option(help="Last name.")],
 ) -> None:
     """Create an employee by hand (unlinked: the next sync matches it by email)."""
-    from store.repo import add_employee
+    from admin.operations import CLI, create_employee
 
     with explained_errors():
-        add_employee(engine(), tenant, email=email, first_name=first_name, last_name=last_name)
+        create_employee(engine(), tenant, email=email, first_name=first_name, last_name=last_name, actor=CLI)
     typer.echo(f"Employee added to {tenant}.")
 
 
@@ -74,37 +74,30 @@ def connect(
     provider: Annotated[str, typer.Option(help="entra, personio or google.")],
     connection_id: Annotated[str, typer.Option(help="The Unified.to connection id of the tenant.")],
     base_url: Annotated[str | None, typer.Option(help="Unified.to API base URL (region).")] = None,
-    check: Annotated[bool, typer.Option(help="Read the source once to prove the connection works.")] = True,
+    check: Annotated[
+        bool, typer.Option(help="Check the connection at Unified.to and read the source once before saving.")
+    ] = True,
 ) -> None:
     """Connect a tenant to its source through Unified.to (token: UNIFIED_API_TOKEN or a Prefect Secret).
 
     Connecting reads the source once and stores its group list, so `provision filter` can follow at once.
     """
-    from pipeline import read_groups
+    from admin.operations import CLI, connect_tenant
     from settings import get_settings
-    from store.repo import connect as store_connect
-    from store.repo import get_tenant
-    from tasks.extract import SourceConfig
 
     if provider not in PROVIDERS:
         fail(f"Unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}.")
-    url = base_url or get_settings().unified_base_url
-    eng = engine()
-    listed = ""
     with explained_errors():
-        from sqlalchemy.orm import Session
-
-        with Session(eng) as session:
-            get_tenant(session, tenant)
-        config = SourceConfig(
-            tenant=tenant, source="unified", provider=provider, connection_id=connection_id, base_url=url
+        done = connect_tenant(
+            engine(),
+            tenant,
+            provider=provider,
+            connection_id=connection_id,
+            base_url=base_url or get_settings().unified_base_url,
+            actor=CLI,
+            verify=check,
         )
-        groups = None
-        if check:
-            snapshot, flat = read_groups(None, config)
-            groups = flat.groups
-            listed = f"; {snapshot.users.height} users and {groups.height} groups listed"
-        store_connect(eng, tenant, provider=provider, connection_id=connection_id, base_url=url, groups=groups)
+    listed = f"; {done.users} users and {done.groups} groups listed" if done.users is not None else ""
     typer.echo(f"Tenant {tenant} connected to {provider} (connection {connection_id}){listed}.")
 
 
@@ -134,12 +127,12 @@ def filter_(
     sync_now: Annotated[bool, typer.Option("--sync", help="Save and Sync: run the first sync at once.")] = False,
 ) -> None:
     """Select the groups whose members are synced (or all users)."""
-    from store.repo import select_groups
+    from admin.operations import CLI, save_settings
 
     if all_users and group:
         fail("Use either --group or --all-users, not both.")
     with explained_errors():
-        select_groups(engine(), tenant, group or [], all_users=all_users)
+        save_settings(engine(), tenant, actor=CLI, group_ids=group or [], all_users=all_users)
     typer.echo(f"Tenant {tenant} syncs {'all users' if all_users else ', '.join(group or [])}.")
     if sync_now:
         render_counts(run_sync(tenant, dry_run=False))
@@ -169,13 +162,13 @@ def guard(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the tenant's mass-change guard, or change its thresholds."""
-    from store.repo import guard_settings, set_guard
+    from admin.operations import CLI, save_settings
+    from store.repo import guard_settings
 
     with explained_errors():
-        if max_share is None and min_count is None:
-            current = guard_settings(engine(), tenant)
-        else:
-            current = set_guard(engine(), tenant, max_share=max_share, min_count=min_count)
+        if max_share is not None or min_count is not None:
+            save_settings(engine(), tenant, actor=CLI, guard_max_share=max_share, guard_min_count=min_count)
+        current = guard_settings(engine(), tenant)
 
     def render(current: dict[str, Any]) -> None:
         typer.echo(
@@ -252,11 +245,12 @@ def run_show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="
 @app.command()
 def disconnect(tenant: str) -> None:
     """End the tenant's integration: employees stay, become unmanaged, nothing syncs any more."""
-    from store.repo import disconnect as store_disconnect
+    from admin.operations import CLI, disconnect_tenant
 
     with explained_errors():
-        n = store_disconnect(engine(), tenant)
-    typer.echo(f"Tenant {tenant} disconnected; {n} employees are now unmanaged.")
+        done = disconnect_tenant(engine(), tenant, actor=CLI)
+    revoked = "deleted at Unified.to" if done.revoked_at_unified else "already gone at Unified.to"
+    typer.echo(f"Tenant {tenant} disconnected (connection {revoked}); {done.employees} employees are now unmanaged.")
     orchestration.apply_to_prefect(tenant)  # its scheduled deployment goes too
 
 
@@ -281,6 +275,14 @@ def simulator(
     fault: Annotated[list[str] | None, typer.Option("--fault", help=escape(FAULT_SPEC_HELP))] = None,
     latency_ms: Annotated[float, typer.Option(help="Delay every request by this many milliseconds.")] = 0,
     slow_seconds: Annotated[float, typer.Option(help="How long a `slow` fault waits before answering.")] = 60,
+    workspace_id: Annotated[str, typer.Option(help="The Unified.to workspace id it plays.")] = "ws-sim",
+    provider: Annotated[
+        str, typer.Option(help="The provider of its first connection: entra, personio, google.")
+    ] = "entra",
+    auth_outcome: Annotated[
+        str | None,
+        typer.Option(help="Answer the authorization URL at once (authorize, cancel, error) instead of a sign-in page."),
+    ] = None,
 ) -> None:
     """Serve the Unified.to HRIS simulator over HTTP until interrupted, optionally with injected faults."""
     from simulator.faults import parse_fault_spec
@@ -288,6 +290,10 @@ def simulator(
 
     if dataset is not None and not dataset.is_file():
         fail(f"No dataset file at {dataset}.")
+    if provider not in PROVIDERS:
+        fail(f"Unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}.")
+    if auth_outcome not in (None, "authorize", "cancel", "error"):
+        fail(f"Unknown --auth-outcome {auth_outcome!r}; choose authorize, cancel or error.")
     for spec in fault or []:
         try:
             parse_fault_spec(spec)
@@ -303,6 +309,9 @@ def simulator(
         latency_ms=latency_ms,
         faults=fault or [],
         slow_seconds=slow_seconds,
+        workspace_id=workspace_id,
+        provider=provider,
+        auth_outcome=auth_outcome,  # type: ignore[arg-type]
     )
 
 
@@ -316,3 +325,4 @@ def demo(users: Annotated[int, typer.Option(help="Users of the simulated source.
 
 app.command()(erase_command.erase)
 orchestration.register(app)
+service.register(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 import typer
@@ -10,20 +9,14 @@ import typer
 from cli.common import emit, engine, explained_errors, fail, render_counts, run_sync
 
 
-def prefect_server_configured() -> bool:
-    from prefect.settings import PREFECT_API_URL
-
-    return bool(PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"))
-
-
 def apply_to_prefect(tenant: str) -> None:
     """Reconcile the tenant's deployment now when a Prefect server is configured; else say how to."""
-    from deployments.reconcile import reconcile
+    from admin.operations import apply_schedule
 
-    if not prefect_server_configured():
+    done = apply_schedule(engine(), tenant)
+    if done is None:
         typer.echo("No Prefect server configured (PREFECT_API_URL): run `provision deploy` against it to apply.")
         return
-    done = reconcile(engine(), only_tenants=[tenant]).as_dict()
     changes = [f"{what} {', '.join(names)}" for what, names in done.items() if names and what != "unchanged"]
     typer.echo("Prefect: " + ("; ".join(changes) if changes else "already up to date") + ".")
 
@@ -37,18 +30,18 @@ def schedule(
     sync_now: Annotated[bool, typer.Option("--sync", help="Save, then run the first sync at once.")] = False,
 ) -> None:
     """Set (or remove) the tenant's automatic sync schedule; applied to Prefect with `provision deploy`."""
+    from admin.operations import CLI, save_settings
     from domain.schedules import checked, parse_every
-    from store.schedules import set_schedule
 
     if off and (every or cron):
         fail("Use either --off or a schedule (--every / --cron), not both.")
     with explained_errors():
         if off:
-            set_schedule(engine(), tenant, None)
+            save_settings(engine(), tenant, actor=CLI, schedule=None)
             typer.echo(f"Tenant {tenant} has no automatic sync any more.")
         else:
             wanted = checked(cron, parse_every(every) if every else None, timezone)
-            set_schedule(engine(), tenant, wanted)
+            save_settings(engine(), tenant, actor=CLI, schedule=wanted)
             typer.echo(f"Tenant {tenant} syncs automatically: {wanted.describe()}.")
     apply_to_prefect(tenant)
     if sync_now:
@@ -60,6 +53,7 @@ def deploy(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reconcile Prefect with every tenant's schedule at once: one deployment per scheduled tenant (idempotent)."""
+    from admin.runs import prefect_server_configured
     from deployments.reconcile import reconcile
 
     if not prefect_server_configured():

@@ -17,3 +17,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ExplainedError):
         return str(exc)
     return f"unexpected {type(exc).__name__}; the worker's log has the traceback"
+
+
+class NotFoundError(ExplainedError):
+    """What was asked for does not exist (or is not the asker's to see: a door answers both alike)."""
+
+
+class ConflictError(ExplainedError):
+    """The request is well formed but clashes with the current state (already exists, busy, not connected)."""

@@ -15,7 +15,7 @@ from pipeline import PlannedRun, Progress, Stages, sync_run
 from store.db import make_engine
 from store.locks import TenantBusyError, tenant_lock
 from store.models import Integration, utcnow
-from store.repo import finish_run, integration_settings, start_run
+from store.repo import StoreError, adopt_run, finish_run, integration_settings, start_run
 from store.schedules import schedule_of
 from tasks.extract import extract_task
 from tasks.filter import filter_task
@@ -44,26 +44,33 @@ def sync_tenant(
     override_guard: bool = False,
     trigger: str | None = None,
     wait_for_lock: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Sync one tenant's employees with its source. Returns the run id, outcome, counts and totals.
 
-    `trigger` (manual, schedule, backfill, cli) is read from the Prefect run when not given. Only one
+    `trigger` (manual, schedule, backfill, cli, api) is read from the Prefect run when not given. Only one
     run per tenant at a time: a second one is refused, or waits for the first with `wait_for_lock`.
+    `run_id` names a queued run row a door created for this run (the admin API answers with its id before
+    the flow run starts); without it the flow creates its own.
     """
     if trigger is not None and trigger not in TRIGGERS:
         raise ValueError(f"Unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}.")
     engine = make_engine()
-    integration = integration_settings(engine, tenant)
+    flow_run_id = str(flow_run.id) if flow_run.id else None
+    if run_id is not None:
+        adopt_run(engine, tenant, run_id, flow_run_id=flow_run_id)
+    try:
+        integration = integration_settings(engine, tenant)
+    except StoreError as exc:
+        if run_id is not None:  # the door's queued row must not stay queued
+            finish_run(engine, run_id, outcome="failed", failed_stage="extract", error=str(exc))
+        raise
     parameters = {"dry_run": dry_run, "override_guard": override_guard, "wait_for_lock": wait_for_lock}
     trigger = trigger or current_trigger()
-    run_id = start_run(
-        engine,
-        tenant,
-        trigger=trigger,
-        parameters=parameters,
-        flow_run_id=str(flow_run.id) if flow_run.id else None,
-        dry_run=dry_run,
-    )
+    if run_id is None:
+        run_id = start_run(
+            engine, tenant, trigger=trigger, parameters=parameters, flow_run_id=flow_run_id, dry_run=dry_run
+        )
     schedule = schedule_of(integration)
     if trigger == "schedule" and schedule is not None:
         late = late_reason(flow_run.scheduled_start_time, utcnow(), schedule)

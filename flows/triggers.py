@@ -6,13 +6,14 @@
 | `backfill` | a run started by another flow run (sync-all), as a subflow or through `run_deployment` |
 | `manual` | any other run of a deployment: the UI's "Run now", `prefect deployment run`, the API |
 | `cli` | the flow called in-process (`provision sync`), outside any deployment |
+| `api` | a sync an admin started through the admin API (`POST /tenants/{tenant}/syncs`) |
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-TRIGGERS = ("manual", "schedule", "backfill", "cli")
+TRIGGERS = ("manual", "schedule", "backfill", "cli", "api")
 
 
 def trigger_of(flow_run: Any) -> str:

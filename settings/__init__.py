@@ -20,6 +20,21 @@ class Settings(BaseSettings):
     # e.g. postgresql+psycopg://user@host:5432/provisioning; default: a SQLite file in data_dir
     database_url: str | None = None
     unified_base_url: str = "https://api.unified.to"
+    # Hosts besides Unified.to's own API hosts that the Unified.to token may be sent to (comma-separated).
+    allowed_source_hosts: str = ""
+    # The admin API (`provision serve`): Unified.to's workspace id (its authorization URL names it), the
+    # service's own URL as an admin's browser reaches it (for the callback), the secret that signs the
+    # `state` of a connect flow, and the URL prefixes the callback may send an admin back to.
+    unified_workspace_id: str | None = None
+    public_url: str | None = None
+    state_secret: SecretStr | None = None
+    redirect_allowlist: str = ""
+
+    def allowed_hosts(self) -> list[str]:
+        return [h.strip() for h in self.allowed_source_hosts.split(",") if h.strip()]
+
+    def redirect_prefixes(self) -> list[str]:
+        return [u.strip() for u in self.redirect_allowlist.split(",") if u.strip()]
 
 
 class UnifiedCredentials(BaseSettings):

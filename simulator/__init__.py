@@ -1,4 +1,5 @@
-"""A local fake of the Unified.to HRIS API: the ASGI app, its data generator and its fault switches.
+"""A local fake of the Unified.to HRIS API and its connections: the ASGI app, its data generator and its
+fault switches.
 
 The names below are imported on first use (PEP 562), so that `simulator.faults` alone (the CLI's help
 text) does not pull in the web stack.
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from simulator.app import SeenRequest, create_app
+    from simulator.connections import Connection, NextConnection
     from simulator.datasets import edge_case_dataset
     from simulator.faults import Fault, FaultPlan
     from simulator.generator import generate_dataset
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from simulator.source import SimulatorSource
 
 _WHERE = {
+    "Connection": "simulator.connections",
+    "NextConnection": "simulator.connections",
     "Fault": "simulator.faults",
     "FaultPlan": "simulator.faults",
     "SeenRequest": "simulator.app",
@@ -32,8 +36,10 @@ _WHERE = {
 }
 
 __all__ = [
+    "Connection",
     "Fault",
     "FaultPlan",
+    "NextConnection",
     "SeenRequest",
     "SimulatorSource",
     "SyncASGITransport",

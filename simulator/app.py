@@ -1,4 +1,5 @@
-"""The ASGI fake of the Unified.to HRIS API (employees and groups), wire-compatible with the real one.
+"""The ASGI fake of the Unified.to HRIS API (employees and groups) and of its connection side (the
+authorization flow, the connection object, its deletion), wire-compatible with the real one.
 
 Behaviour (as the README's "Reliability" section lists it, after Unified.to's documented API):
 - `GET /hris/{connection_id}/employee|group`: a bare JSON array; `limit` (default and cap 100) and
@@ -7,7 +8,29 @@ Behaviour (as the README's "Reliability" section lists it, after Unified.to's do
   an `X-Total-Count` header. Other query parameters are accepted and ignored.
 - `GET /hris/{connection_id}/employee|group/{id}`: one object, 404 when unknown.
 - `Authorization: Bearer <t>` (any case of "bearer") or a bare `<t>`; 401 when missing or wrong,
-  404 for an unknown connection, 400 for a non-numeric or negative `limit`/`offset` or `limit=0`.
+  404 for an unknown or deleted connection, 403 for a paused connection or one without the read permission
+  of that listing (`hris_employee_read`, `hris_group_read`), 400 for a non-numeric or negative
+  `limit`/`offset` or `limit=0`. Every connection serves the same tenant (the `source`).
+- Connections (upstream-apis.md 1.9), all with the same token as the HRIS reads:
+  `GET /unified/connection/{id}`: the Connection object (`id, workspace_id, integration_type,
+  integration_name, categories, permissions, external_xref, environment, is_paused, last_healthy_at,
+  created_at, updated_at`; never `auth`), 404 when unknown or deleted;
+  `DELETE /unified/connection/{id}`: 200 with an empty body (the SDK types the answer as an optional
+  string), 404 when unknown or already deleted;
+  `GET /unified/connection?external_xref=X`: a bare array of the live connections (`limit`, `offset`).
+  The initial connection (`connection_id`, of `provider`'s integration type, both HRIS read permissions)
+  exists from the start.
+- Authorization (upstream-apis.md 1.9a), no token (the admin's browser calls it):
+  `GET /unified/integration/auth/{workspace_id}/{integration_type}` with `success_redirect`,
+  `failure_redirect`, `scopes` (comma-separated or repeated; none means `hris_employee_read,hris_group_read`),
+  `state`, `external_xref` answers a sign-in page ("Sign in to <integration> (simulated)") whose Authorize
+  and Cancel links (`.../authorize`, `.../cancel`, the same query) answer 303: Authorize creates a connection
+  (`conn-<hex>`, that integration type and workspace, the scopes as permissions, the `external_xref`) and
+  goes to `success_redirect` with `id` and `state` appended; Cancel goes to `failure_redirect` with
+  `error=access_denied` and `state`. With `auth_outcome` set ("authorize", "cancel", "error": then
+  `error=authorization_failed`) the first URL redirects straight to that outcome, without the page.
+  404 page for another workspace or an integration type not in domain.words.INTEGRATION_TYPES; 400 page
+  without `success_redirect`. Redirects go to the URLs the caller passed, as a third party's would.
 - Errors are `{"statusCode": N, "message": "...", "error": "<reason phrase>"}`; a 429's message is
   `Too many requests to Unified.to`.
 
@@ -18,38 +41,62 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import html
 import math
 import os
+import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Literal
+from urllib.parse import quote, urlencode
 
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from domain.words import INTEGRATION_TYPES
+from simulator.connections import (
+    HRIS_READ_PERMISSIONS,
+    AuthOutcome,
+    AuthRequest,
+    Connection,
+    NextConnection,
+    integration_type_of,
+    new_connection_id,
+    page,
+    scopes_of,
+    sign_in_page,
+)
 from simulator.faults import Fault, FaultPlan, PathKind
 from simulator.source import Dataset, SimulatorSource, TenantData, encode_json
 
 MAX_LIMIT = 100
 RATE_LIMIT_MESSAGE = "Too many requests to Unified.to"
 _MESSAGES = {429: RATE_LIMIT_MESSAGE, 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+PAUSED_MESSAGE = "Connection is paused"
+
+# What a request was for: an HRIS listing (`employee`, `group`), the connection API (`connection`:
+# `/unified/connection...`, any method), or the authorization flow (`auth`: the sign-in page and its links).
+RequestKind = Literal["employee", "group", "connection", "auth"]
+AuthStep = Literal["start", "authorize", "cancel"]
 
 
 @dataclass(frozen=True)
 class SeenRequest:
     """What the simulator remembers of a request: enough to assert on paging, nothing personal."""
 
-    kind: PathKind
+    kind: RequestKind
     path: str
     limit: str | None
     offset: str | None
     status: int
+    method: str = "GET"
 
 
 class _ApiError(Exception):
@@ -140,9 +187,13 @@ class _Simulator:
         token: str,
         faults: FaultPlan,
         latency_ms: float,
+        workspace_id: str,
+        integration_type: str,
+        auth_outcome: AuthOutcome | None,
     ) -> None:
         self.source = source
-        self.connection_id = connection_id
+        self.connection_id = connection_id  # the initial connection's
+        self.workspace_id = workspace_id  # the one workspace the token belongs to
         self._token = token.encode()
         self.faults = faults
         self.latency_ms = latency_ms
@@ -153,13 +204,102 @@ class _Simulator:
         self.in_flight = 0
         self.max_in_flight = 0
         self.received = 0
+        # The connections, live and deleted. Tests change them from their own thread while the server
+        # answers on another, so changes go through the lock.
+        self._lock = threading.Lock()
+        self._integration_type = integration_type
+        self.connections: dict[str, Connection] = {}
+        self.deleted_connections: dict[str, Connection] = {}
+        # None: the auth URL shows the sign-in page; an outcome: it redirects straight to that outcome.
+        self.auth_outcome: AuthOutcome | None = auth_outcome
+        self.next_connection: NextConnection | None = None  # overrides for the next authorized connection
+        self.add_connection(connection_id)
+
+    # ---- connections, for tests and the authorization flow --------------------------------------
+
+    def add_connection(
+        self,
+        id: str | None = None,  # the Connection object's own word
+        *,
+        integration_type: str | None = None,
+        permissions: Sequence[str] | None = None,
+        external_xref: str | None = None,
+        is_paused: bool = False,
+    ) -> Connection:
+        """Add a live connection of this workspace (a new `conn-<hex>` id unless given) and return it.
+
+        Defaults: the initial connection's integration type, both HRIS read permissions.
+        """
+        connection = Connection(
+            id=id or new_connection_id(),
+            workspace_id=self.workspace_id,
+            integration_type=integration_type or self._integration_type,
+            permissions=list(HRIS_READ_PERMISSIONS if permissions is None else permissions),
+            external_xref=external_xref,
+            is_paused=is_paused,
+        )
+        with self._lock:
+            if connection.id in self.connections:
+                raise ValueError(f"connection {connection.id!r} exists already")
+            self.connections[connection.id] = connection
+        return connection
+
+    def delete_connection(self, connection_id: str) -> Connection | None:
+        """Delete a live connection (kept in `deleted_connections`); None when there is none by that id."""
+        with self._lock:
+            connection = self.connections.pop(connection_id, None)
+            if connection is not None:
+                self.deleted_connections[connection_id] = connection
+        return connection
+
+    def set_next_connection(
+        self,
+        *,
+        id: str | None = None,  # the Connection object's own word
+        integration_type: str | None = None,
+        permissions: Sequence[str] | None = None,
+        is_paused: bool | None = None,
+    ) -> None:
+        """Override what the next successful authorization creates (once; fields left None as asked)."""
+        self.next_connection = NextConnection(
+            id=id, integration_type=integration_type, permissions=permissions, is_paused=is_paused
+        )
+
+    def _authorized_connection(self, auth: AuthRequest) -> Connection:
+        with self._lock:
+            wanted, self.next_connection = self.next_connection or NextConnection(), None
+        return self.add_connection(
+            wanted.id,
+            integration_type=wanted.integration_type or auth.integration_type,
+            permissions=auth.permissions if wanted.permissions is None else wanted.permissions,
+            external_xref=auth.external_xref,
+            is_paused=bool(wanted.is_paused),
+        )
+
+    # ---- requests -------------------------------------------------------------------------------
 
     async def handle(self, request: Request, kind: PathKind) -> Response:
+        return await self._tracked(request, kind, lambda: self._respond(request, kind))
+
+    async def handle_connection(self, request: Request) -> Response:
+        return await self._tracked(request, "connection", lambda: self._connection_api(request))
+
+    async def handle_auth(self, request: Request, step: AuthStep) -> Response:
+        async def answer() -> Response:
+            return self._auth(request, step)
+
+        return await self._tracked(request, "auth", answer)
+
+    async def _tracked(
+        self, request: Request, kind: RequestKind, answer: Callable[[], Awaitable[Response]]
+    ) -> Response:
         self.received += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            response = await self._respond(request, kind)
+            if self.latency_ms:
+                await anyio.sleep(self.latency_ms / 1000)
+            response = await answer()
         finally:
             self.in_flight -= 1
         self.requests.append(
@@ -169,13 +309,12 @@ class _Simulator:
                 limit=request.query_params.get("limit"),
                 offset=request.query_params.get("offset"),
                 status=response.status_code,
+                method=request.method,
             )
         )
         return response
 
     async def _respond(self, request: Request, kind: PathKind) -> Response:
-        if self.latency_ms:
-            await anyio.sleep(self.latency_ms / 1000)
         offset = None
         if "record_id" not in request.path_params:
             with contextlib.suppress(_ApiError):
@@ -188,8 +327,7 @@ class _Simulator:
                 return _fault_response(fault)
         try:
             self._authorize(request)
-            if request.path_params["connection_id"] != self.connection_id:
-                raise _ApiError(404, "Connection not found")
+            self._readable(request.path_params["connection_id"], kind)
             data = self.source.current()
             record_id = request.path_params.get("record_id")
             if record_id is None:
@@ -202,6 +340,21 @@ class _Simulator:
         token = _token_of(request.headers.get("authorization"))
         if token is None or not hmac.compare_digest(token.encode(), self._token):
             raise _ApiError(401, "Unauthorized")
+
+    def _connection(self, connection_id: str) -> Connection:
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            raise _ApiError(404, "Connection not found")
+        return connection
+
+    def _readable(self, connection_id: str, kind: PathKind) -> None:
+        connection = self._connection(connection_id)
+        if connection.is_paused:
+            raise _ApiError(403, PAUSED_MESSAGE)
+        # 403 for a missing scope is Unified's commonly reported behaviour, unconfirmed (upstream-apis.md 1.5).
+        needed = f"hris_{kind}_read"
+        if needed not in connection.permissions:
+            raise _ApiError(403, f"Connection lacks the {needed} permission")
 
     def _list(self, request: Request, data: TenantData, kind: PathKind, fault: Fault | None = None) -> Response:
         limit = _number(request.query_params.get("limit"), "limit", MAX_LIMIT)
@@ -232,6 +385,83 @@ class _Simulator:
         body = listing.encoded(i, _fields(request))
         return Response(body, media_type="application/json")
 
+    # ---- the connection API -----------------------------------------------------------------------
+
+    async def _connection_api(self, request: Request) -> Response:
+        fault = self.faults.take("connection")
+        if fault is not None:
+            if fault.delay_s:
+                await anyio.sleep(fault.delay_s)
+            if fault.replaces_answer:
+                return _fault_response(fault)
+        try:
+            self._authorize(request)
+            connection_id = request.path_params.get("connection_id")
+            if connection_id is None:
+                return self._list_connections(request)
+            if request.method == "DELETE":
+                if self.delete_connection(connection_id) is None:
+                    raise _ApiError(404, "Connection not found")
+                return Response(b"", status_code=200)
+            return _json(self._connection(connection_id).wire())
+        except _ApiError as exc:
+            return error_response(exc.status, exc.message)
+
+    def _list_connections(self, request: Request) -> Response:
+        limit = min(_number(request.query_params.get("limit"), "limit", MAX_LIMIT), MAX_LIMIT)
+        offset = _number(request.query_params.get("offset"), "offset", 0)
+        if limit == 0:
+            raise _ApiError(400, "limit must be at least 1")
+        xref = request.query_params.get("external_xref")
+        with self._lock:
+            live = list(self.connections.values())
+        matching = [c.wire() for c in live if xref is None or c.external_xref == xref]
+        return _json(matching[offset : offset + limit])
+
+    # ---- the authorization flow ---------------------------------------------------------------------
+
+    def _auth(self, request: Request, step: AuthStep) -> Response:
+        workspace_id = request.path_params["workspace_id"]
+        integration_type = request.path_params["integration_type"]
+        if workspace_id != self.workspace_id:
+            return _html(page("Not found", f"<p>No workspace {html.escape(workspace_id)}.</p>"), 404)
+        if integration_type not in INTEGRATION_TYPES.values():
+            return _html(page("Not found", f"<p>No integration {html.escape(integration_type)}.</p>"), 404)
+        params = request.query_params
+        success_redirect = params.get("success_redirect")
+        if not success_redirect:
+            return _html(page("Bad request", "<p>success_redirect is required.</p>"), 400)
+        auth = AuthRequest(
+            workspace_id=workspace_id,
+            integration_type=integration_type,
+            success_redirect=success_redirect,
+            failure_redirect=params.get("failure_redirect") or None,
+            permissions=scopes_of(params.getlist("scopes")),
+            state=params.get("state"),
+            external_xref=params.get("external_xref"),
+        )
+        outcome: AuthOutcome | None = self.auth_outcome if step == "start" else step
+        if outcome is None:
+            here = f"/unified/integration/auth/{quote(workspace_id, safe='')}/{quote(integration_type, safe='')}"
+            query = urlencode(params.multi_items())
+            return _html(sign_in_page(auth, f"{here}/authorize?{query}", f"{here}/cancel?{query}"))
+        connection_id = self._authorized_connection(auth).id if outcome == "authorize" else None
+        return RedirectResponse(auth.outcome_url(outcome, connection_id), status_code=303)
+
+
+def _json(value: object) -> Response:
+    return Response(encode_json(value), media_type="application/json")
+
+
+def _html(body: str, status: int = 200) -> HTMLResponse:
+    # The page carries the caller's `state` in its links: keep it out of caches and referrers, and run nothing.
+    headers = {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "Content-Security-Policy": "default-src 'none'",
+    }
+    return HTMLResponse(body, status_code=status, headers=headers)
+
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -245,14 +475,24 @@ def create_app(
     token: str = "sim-token",
     faults: FaultPlan | None = None,
     latency_ms: float = 0,
+    workspace_id: str = "ws-sim",
+    provider: str = "entra",
+    auth_outcome: AuthOutcome | None = None,
 ) -> Starlette:
     """The simulator as a Starlette app.
 
     `source` is a dataset dict, a path to a dataset JSON file (re-read when it changes), or a
-    `SimulatorSource`. `faults` is a `FaultPlan` the caller can keep adding to while the app runs;
-    `latency_ms` delays every request (for benchmarks). The app's `state.simulator` exposes
-    `source`, `faults` and `requests` (a log of `SeenRequest`, without query values beyond paging),
-    `received` (requests arrived so far) and `max_in_flight` (most requests answered at once).
+    `SimulatorSource`; every connection serves it. `faults` is a `FaultPlan` the caller can keep adding to
+    while the app runs; `latency_ms` delays every request (for benchmarks). `workspace_id` is the one
+    workspace `token` belongs to; `provider` (a key of domain.words.INTEGRATION_TYPES) gives the initial
+    connection `connection_id` its integration type; `auth_outcome` makes the auth URL redirect straight to
+    that outcome instead of showing the sign-in page (headless use).
+
+    The app's `state.simulator` exposes `source`, `faults` and `requests` (a log of `SeenRequest`, without
+    query values beyond paging), `received` (requests arrived so far) and `max_in_flight` (most requests
+    answered at once); and for the connection side `connections` and `deleted_connections` (id ->
+    `Connection`), `add_connection(...)`, `delete_connection(id)`, `auth_outcome` (settable) and
+    `set_next_connection(...)` / `next_connection` (overrides for the connection authorized next).
     """
     sim = _Simulator(
         SimulatorSource.coerce(source),
@@ -260,6 +500,9 @@ def create_app(
         token=token,
         faults=faults if faults is not None else FaultPlan(),
         latency_ms=latency_ms,
+        workspace_id=workspace_id,
+        integration_type=integration_type_of(provider),
+        auth_outcome=auth_outcome,
     )
 
     def endpoint(kind: PathKind) -> Callable[[Request], Awaitable[Response]]:
@@ -268,11 +511,23 @@ def create_app(
 
         return handler
 
+    def auth_endpoint(step: AuthStep) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            return await sim.handle_auth(request, step)
+
+        return handler
+
+    auth = "/unified/integration/auth/{workspace_id}/{integration_type}"
     routes = [
         Route("/hris/{connection_id}/employee", endpoint("employee"), methods=["GET"]),
         Route("/hris/{connection_id}/employee/{record_id}", endpoint("employee"), methods=["GET"]),
         Route("/hris/{connection_id}/group", endpoint("group"), methods=["GET"]),
         Route("/hris/{connection_id}/group/{record_id}", endpoint("group"), methods=["GET"]),
+        Route("/unified/connection", sim.handle_connection, methods=["GET"]),
+        Route("/unified/connection/{connection_id}", sim.handle_connection, methods=["GET", "DELETE"]),
+        Route(auth, auth_endpoint("start"), methods=["GET"]),
+        Route(f"{auth}/authorize", auth_endpoint("authorize"), methods=["GET"]),
+        Route(f"{auth}/cancel", auth_endpoint("cancel"), methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
     app.state.simulator = sim

@@ -3,8 +3,9 @@
     plan = FaultPlan([Fault(status=429, retry_after="1"), Fault(status=503, kind="group")])
     app = create_app(dataset, faults=plan)
 
-A fault with `kind=None` applies to the next request of any kind; otherwise only to the next request
-whose path is of that kind (`employee` or `group`, list or get). A fault with `at_offset` applies only
+A fault with `kind=None` applies to the next HRIS request of any kind; otherwise only to the next request
+whose path is of that kind (`employee` or `group`, list or get; `connection` for `/unified/connection`,
+which only a fault naming it reaches, and only with a replaced answer or a delay). A fault with `at_offset` applies only
 to a list request for that offset. Faults are consumed in order: the first queued fault that applies to
 a request is the one it gets; a `sticky` fault is never consumed (it applies to every such request).
 
@@ -28,7 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-PathKind = Literal["employee", "group"]
+PathKind = Literal["employee", "group"]  # the HRIS listings
+FaultKind = Literal["employee", "group", "connection"]  # what a fault can be aimed at
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Fault:
 
     status: int = 200
     retry_after: str | None = None
-    kind: PathKind | None = None
+    kind: FaultKind | None = None
     body: str | bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
@@ -87,11 +89,13 @@ class FaultPlan:
         with self._lock:
             return sum(1 for f in self._queue if not f.sticky)
 
-    def take(self, kind: PathKind, offset: int | None = None) -> Fault | None:
+    def take(self, kind: FaultKind, offset: int | None = None) -> Fault | None:
         """Remove and return the first queued fault that applies to a request of `kind` (at `offset`), if any."""
         with self._lock:
             for i, fault in enumerate(self._queue):
-                if fault.kind is not None and fault.kind != kind:
+                # A fault for "any kind" predates the connection endpoints and means the HRIS reads; a
+                # connection request gets only the faults aimed at it, so existing fault plans stay as they were.
+                if fault.kind != kind and (fault.kind is not None or kind == "connection"):
                     continue
                 if fault.at_offset is not None and fault.at_offset != offset:
                     continue

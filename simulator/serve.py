@@ -20,6 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from simulator.app import create_app
+from simulator.connections import AuthOutcome, integration_type_of
 from simulator.faults import FaultPlan, parse_fault_spec
 from simulator.generator import generate_dataset
 from simulator.source import SimulatorSource
@@ -99,21 +100,38 @@ def run_simulator_command(
     latency_ms: float = 0,
     faults: Sequence[str] = (),
     slow_seconds: float = 60.0,
+    workspace_id: str = "ws-sim",
+    provider: str = "entra",
+    auth_outcome: AuthOutcome | None = None,
 ) -> None:
     """What `provision simulator` runs: serve a generated tenant (or a dataset file) until interrupted.
 
-    `faults` are `--fault` specs (simulator.faults.FAULT_SPEC_HELP); a bad spec raises ValueError first.
+    `faults` are `--fault` specs (simulator.faults.FAULT_SPEC_HELP); a bad spec, or a `provider` that is not
+    a key of domain.words.INTEGRATION_TYPES, raises ValueError first. `workspace_id` is the workspace of the
+    token and of the authorization URL; `auth_outcome` ("authorize", "cancel", "error") answers that URL with
+    a redirect straight back instead of the sign-in page.
     """
     plan = FaultPlan([f for spec in faults for f in parse_fault_spec(spec, slow_seconds=slow_seconds)])
+    integration_type = integration_type_of(provider)
     source = SimulatorSource(path=dataset) if dataset is not None else SimulatorSource(generate_dataset(users, seed))
-    app = create_app(source, connection_id=connection_id, token=token, latency_ms=latency_ms, faults=plan)
+    app = create_app(
+        source,
+        connection_id=connection_id,
+        token=token,
+        latency_ms=latency_ms,
+        faults=plan,
+        workspace_id=workspace_id,
+        provider=provider,
+        auth_outcome=auth_outcome,
+    )
     what = f"dataset {dataset}" if dataset is not None else f"{users} generated users (seed {seed})"
     extras = "".join(
         [f", {latency_ms:g} ms latency" if latency_ms else "", f", faults {' '.join(faults)}" if faults else ""]
     )
     print(
         f"Unified.to HRIS simulator listening on http://{host}:{port} with {what}{extras}: "
-        f"connection id {connection_id}, token {token} (the simulator's own fake token)",
+        f"connection id {connection_id} ({integration_type}), workspace {workspace_id}, "
+        f"token {token} (the simulator's own fake token)",
         flush=True,
     )
     serve(app, host=host, port=port)

@@ -186,6 +186,10 @@ class SourceHttp:
         Raises TransientSourceError once `max_attempts` attempts failed transiently, and a
         PermanentSourceError subclass at once on a status or body no retry can fix.
         """
+        return self.request("GET", path, params)
+
+    def request(self, method: str, path: str, params: dict[str, Any] | None = None) -> tuple[Any, httpx.Headers]:
+        """`method` on `path` as `get()` does it; an empty body decodes as None (a DELETE may answer one)."""
         url = self._url(path, params)
         cause = ""
         for attempt in range(1, self.max_attempts + 1):
@@ -193,7 +197,7 @@ class SourceHttp:
             with self._sent_lock:
                 self._sent += 1
             try:
-                response = self._http.get(url)
+                response = self._http.request(method, url)
             except httpx.TimeoutException as exc:
                 cause = f"timed out ({type(exc).__name__})"
                 wait = self._backoff(attempt)
@@ -203,6 +207,8 @@ class SourceHttp:
             else:
                 status = response.status_code
                 if 200 <= status < 300:
+                    if method != "GET" and not response.content:
+                        return None, response.headers
                     return self._decode(response, path), response.headers
                 if status == 429 or (status >= 500 and status != 501):
                     cause = "rate limited (429)" if status == 429 else f"server error ({status})"

@@ -44,4 +44,3 @@ class SourceSnapshot:
     memberships: pl.DataFrame
     groups: pl.DataFrame
     requests: int = 0  # requests sent to read it, retries and re-reads included (0: not read over HTTP)
-

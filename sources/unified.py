@@ -1,4 +1,5 @@
-"""A plain (Prefect-free) client for the Unified.to HRIS API: employees and groups of one connection.
+"""A plain (Prefect-free) client for the Unified.to HRIS API: employees and groups of one connection, and the
+connection object itself (read to check it, deleted on disconnect).
 
 The Unified.to side only: the `/hris/{connection_id}` endpoints, their page parameters and field
 selections. Requests and their retries are `sources.http`'s; paging, its stop rule and the
@@ -17,9 +18,9 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from sources.errors import MalformedPayloadError
+from sources.errors import MalformedPayloadError, SourceNotFoundError
 from sources.http import DEFAULT_TIMEOUT, SourceHttp
 from sources.paging import DEFAULT_CONCURRENCY, MAX_PAGES, MAX_READS, Page, Pager
 
@@ -132,3 +133,59 @@ def _total_count(headers: httpx.Headers) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None  # an unreadable total is no total: paging still ends on a short page
+
+
+class UnifiedConnection(BaseModel):
+    """The part of Unified.to's Connection object the product checks (upstream-apis.md 1.9): never `auth`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    workspace_id: str | None = None
+    integration_type: str | None = None
+    permissions: list[str] = []
+    external_xref: str | None = None
+    is_paused: bool = False
+
+
+def _connection_http(base_url: str, token: SecretStr, tenant: str, connection_id: str, **options: Any) -> SourceHttp:
+    return SourceHttp(
+        base_url=base_url,
+        prefix="/unified/connection",
+        token=token,
+        tenant=tenant,
+        upstream="Unified.to",
+        where=f"for connection {connection_id}",
+        user_agent=USER_AGENT,
+        **options,
+    )
+
+
+def read_connection(
+    base_url: str, token: SecretStr, *, tenant: str, connection_id: str, **options: Any
+) -> UnifiedConnection:
+    """`GET /unified/connection/{id}`; SourceNotFoundError when Unified.to does not know it."""
+    http = _connection_http(base_url, token, tenant, connection_id, **options)
+    try:
+        body, _headers = http.get("/" + quote(connection_id, safe=""))
+    finally:
+        http.close()
+    try:
+        return UnifiedConnection.model_validate(body)
+    except ValidationError:
+        raise MalformedPayloadError(
+            f"Unified.to answered for connection {connection_id} with something that is not a connection",
+            tenant=tenant,
+        ) from None
+
+
+def delete_connection(base_url: str, token: SecretStr, *, tenant: str, connection_id: str, **options: Any) -> bool:
+    """`DELETE /unified/connection/{id}`: True when deleted, False when Unified.to no longer knew it."""
+    http = _connection_http(base_url, token, tenant, connection_id, **options)
+    try:
+        http.request("DELETE", "/" + quote(connection_id, safe=""))
+    except SourceNotFoundError:
+        return False
+    finally:
+        http.close()
+    return True

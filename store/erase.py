@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from domain.emails import normalize_email
 from store.models import Employee, RunChange
-from store.repo import StoreError, get_tenant
+from store.repo import StoreNotFound, get_tenant
 
 PERSONAL = ["email", "first_name", "last_name", "display_name"]
 
@@ -37,7 +37,7 @@ def erase_employee(engine: Engine, tenant_id: str, email: str) -> Erasure:
             )
         ).first()
         if found is None:
-            raise StoreError(f"Tenant {tenant_id!r} has no employee with that email; nothing was erased.")
+            raise StoreNotFound(f"Tenant {tenant_id!r} has no employee with that email; nothing was erased.")
         employee_id, link = found
         mine = RunChange.employee_id == employee_id
         if link is not None:

@@ -30,13 +30,13 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from store.models import TenantLock, utcnow
-from store.repo import StoreError
+from store.repo import StoreConflict
 
 DEFAULT_LEASE_SECONDS = 120.0
 POLL_SECONDS = 0.5
 
 
-class TenantBusyError(StoreError):
+class TenantBusyError(StoreConflict):
     """Another run of the tenant holds its lock."""
 
 
@@ -150,3 +150,25 @@ def _lease_lock(
         beat.join()
         with engine.begin() as conn:
             conn.execute(delete(TenantLock).where(TenantLock.tenant_id == tenant_id, TenantLock.owner == owner))
+
+
+def is_locked(engine: Engine, tenant_id: str) -> bool:
+    """Whether a run holds the tenant's lock right now (a look, not a claim: it takes nothing)."""
+    if engine.dialect.name == "postgresql":
+        key = advisory_key(tenant_id)  # a bigint key shows in pg_locks as (classid, objid) = its two halves
+        with engine.connect() as conn:
+            held = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                    "AND classid::bigint = :hi AND objid::bigint = :lo"
+                ),
+                {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF},
+            ).scalar()
+            return bool(held)
+    with engine.connect() as conn:
+        expires = conn.execute(select(TenantLock.expires_at).where(TenantLock.tenant_id == tenant_id)).scalar()
+    if expires is None:
+        return False
+    if expires.tzinfo is None:  # SQLite hands back naive datetimes
+        expires = expires.replace(tzinfo=utcnow().tzinfo)
+    return bool(expires >= utcnow())

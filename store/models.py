@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,6 +53,16 @@ class Integration(Base):
     """A tenant's one connection to one source. Holds no secret: the token lives in its own store."""
 
     __tablename__ = "integrations"
+    __table_args__ = (
+        # A connection belongs to one tenant: at most one active integration per connection id.
+        Index(
+            "uq_integrations_active_connection",
+            "connection_id",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
 
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     source: Mapped[str] = mapped_column(String(40), default="unified")
@@ -168,3 +179,49 @@ class TenantLock(Base):
     owner: Mapped[str] = mapped_column(String(64))
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(Base):
+    """A key of the admin API: scoped to one tenant, or to all (`tenant_id` null: the platform's backend).
+
+    Only a hash of the key is stored (SHA-256 of a 256-bit random secret: no salt or slow hash is needed
+    for a secret nobody chose); the key itself is shown once, when it is created.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """One change an admin made (connect, settings, sync, delete, erase, disconnect, key issued/revoked):
+    who (the key's name, or `cli`), when, and old -> new. Never a key, a token or an email."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    old: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    new: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+
+class ConnectState(Base):
+    """A signed `state` handed to Unified.to's authorization flow: accepted once, before it expires."""
+
+    __tablename__ = "connect_states"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    provider: Mapped[str] = mapped_column(String(40))
+    return_url: Mapped[str | None] = mapped_column(String(1000))  # where the callback sends the admin back
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -7,15 +7,16 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 from sqlalchemy import Connection, CursorResult, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.emails import is_valid_email, normalize_email
-from domain.errors import ExplainedError
+from domain.errors import ConflictError, ExplainedError, NotFoundError
 from schemas.employees import EMPLOYEE_SCHEMA
 from store.bulk import copy_out
 from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
@@ -25,10 +26,18 @@ class StoreError(ExplainedError):
     """A request the store cannot honour; the message is one sentence for the person who asked."""
 
 
+class StoreNotFound(StoreError, NotFoundError):
+    """An unknown tenant, run or employee."""
+
+
+class StoreConflict(StoreError, ConflictError):
+    """A request at odds with what is stored: exists already, not connected, connected elsewhere."""
+
+
 def get_tenant(session: Session, tenant_id: str) -> Tenant:
     tenant = session.get(Tenant, tenant_id)
     if tenant is None:
-        raise StoreError(f"Unknown tenant {tenant_id!r}; create it with `provision tenant add {tenant_id}`.")
+        raise StoreNotFound(f"Unknown tenant {tenant_id!r}; create it with `provision tenant add {tenant_id}`.")
     return tenant
 
 
@@ -44,7 +53,7 @@ def add_tenant(engine: Engine, tenant_id: str, name: str | None = None) -> Tenan
         )
     with Session(engine, expire_on_commit=False) as session, session.begin():
         if session.get(Tenant, tenant_id) is not None:
-            raise StoreError(f"Tenant {tenant_id!r} already exists.")
+            raise StoreConflict(f"Tenant {tenant_id!r} already exists.")
         tenant = Tenant(id=tenant_id, name=name or tenant_id)
         session.add(tenant)
     return tenant
@@ -54,7 +63,7 @@ def active_integration(session: Session, tenant_id: str) -> Integration:
     get_tenant(session, tenant_id)
     integration = session.get(Integration, tenant_id)
     if integration is None or integration.state != "active":
-        raise StoreError(
+        raise StoreConflict(
             f"Tenant {tenant_id!r} has no active integration; connect one with `provision connect {tenant_id}`."
         )
     return integration
@@ -71,24 +80,39 @@ def connect(
     groups: pl.DataFrame | None = None,
 ) -> Integration:
     """Save the tenant's one integration, with the flat group list read while checking it (when given)."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        get_tenant(session, tenant_id)
-        integration = session.get(Integration, tenant_id)
-        if integration is None:
-            integration = Integration(tenant_id=tenant_id, selected_group_ids=[], all_users=False)
-            session.add(integration)
-        elif integration.state == "active" and integration.connection_id != connection_id:
-            raise StoreError(
-                f"Tenant {tenant_id!r} is already connected to {integration.connection_id!r}; disconnect it first."
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            get_tenant(session, tenant_id)
+            taken = session.scalar(
+                select(Integration.tenant_id).where(
+                    Integration.connection_id == connection_id,
+                    Integration.state == "active",
+                    Integration.tenant_id != tenant_id,
+                )
             )
-        integration.source = source
-        integration.provider = provider
-        integration.connection_id = connection_id
-        integration.base_url = base_url
-        integration.state = "active"
-        integration.updated_at = utcnow()
-        if groups is not None:
-            _replace_groups(session.connection(), tenant_id, groups)
+            if taken is not None:  # a connection belongs to one tenant (and the other's name is not ours to tell)
+                raise StoreConflict(f"Connection {connection_id!r} is already connected to another tenant.")
+            integration = session.get(Integration, tenant_id)
+            if integration is None:
+                integration = Integration(tenant_id=tenant_id, selected_group_ids=[], all_users=False)
+                session.add(integration)
+            elif integration.state == "active" and integration.connection_id != connection_id:
+                raise StoreConflict(
+                    f"Tenant {tenant_id!r} is already connected to {integration.connection_id!r}; disconnect it first."
+                )
+            integration.source = source
+            integration.provider = provider
+            integration.connection_id = connection_id
+            integration.base_url = base_url
+            integration.state = "active"
+            integration.updated_at = utcnow()
+            if groups is not None:
+                _replace_groups(session.connection(), tenant_id, groups)
+    except IntegrityError as exc:
+        if "uq_integrations_active_connection" not in str(exc.orig) and "connection_id" not in str(exc.orig):
+            raise
+        # the unique index: another tenant connected it in the meantime
+        raise StoreConflict(f"Connection {connection_id!r} is already connected to another tenant.") from None
     return integration
 
 
@@ -166,7 +190,7 @@ def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str,
         norm = normalize_email(email)
         clash = session.scalar(select(Employee.id).where(Employee.tenant_id == tenant_id, Employee.email_norm == norm))
         if clash is not None:
-            raise StoreError(f"Tenant {tenant_id!r} already has an employee with that email.")
+            raise StoreConflict(f"Tenant {tenant_id!r} already has an employee with that email.")
         employee = Employee(
             tenant_id=tenant_id,
             email=email,
@@ -251,7 +275,9 @@ def start_run(
     parameters: dict[str, Any],
     flow_run_id: str | None,
     dry_run: bool,
+    outcome: str = "running",
 ) -> str:
+    """A new run row (`queued` when a door created it before the flow run exists). Returns its id."""
     run_id = str(uuid.uuid4())
     with Session(engine) as session, session.begin():
         get_tenant(session, tenant_id)
@@ -263,11 +289,46 @@ def start_run(
                 parameters=parameters,
                 flow_run_id=flow_run_id,
                 dry_run=dry_run,
-                outcome="running",
+                outcome=outcome,
                 counts={},
             )
         )
     return run_id
+
+
+def adopt_run(engine: Engine, tenant_id: str, run_id: str, *, flow_run_id: str | None) -> None:
+    """The flow run takes over the queued run row a door created for it."""
+    with engine.begin() as conn:
+        result: CursorResult[Any] = conn.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.tenant_id == tenant_id, Run.outcome == "queued")
+            .values(outcome="running", flow_run_id=flow_run_id, started_at=utcnow())
+        )
+    if not result.rowcount:
+        raise StoreConflict(f"Run {run_id!r} of tenant {tenant_id!r} is not waiting to start.")
+
+
+# A queued run whose flow run has not started within this time is taken as lost (a worker never picked it).
+QUEUED_SECONDS = 600
+
+
+def pending_run(engine: Engine, tenant_id: str) -> Run | None:
+    """The tenant's newest run that is queued (recently) or running, else None."""
+    since = utcnow() - timedelta(seconds=QUEUED_SECONDS)
+    with Session(engine, expire_on_commit=False) as session:
+        run = session.scalars(
+            select(Run)
+            .where(Run.tenant_id == tenant_id, Run.outcome.in_(["queued", "running"]))
+            .order_by(Run.started_at.desc())
+            .limit(1)
+        ).first()
+        if run is None:
+            return None
+        started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
+        if run.outcome == "queued" and started < since:
+            return None
+        session.expunge(run)
+        return run
 
 
 def finish_run(
@@ -321,7 +382,7 @@ def _run_dict(run: Run) -> dict[str, Any]:
 def run_changes(engine: Engine, run_id: str) -> list[dict[str, Any]]:
     with Session(engine) as session:
         if session.get(Run, run_id) is None:  # an unknown id is a mistake, not a run without changes
-            raise StoreError(f"Unknown run {run_id!r}; `provision runs TENANT` lists a tenant's runs.")
+            raise StoreNotFound(f"Unknown run {run_id!r}; `provision runs TENANT` lists a tenant's runs.")
         changes = session.scalars(select(RunChange).where(RunChange.run_id == run_id).order_by(RunChange.seq))
         return [
             {c.name: getattr(change, c.name) for c in RunChange.__table__.columns if c.name != "seq"}
@@ -334,9 +395,80 @@ def integration_settings(engine: Engine, tenant_id: str, *, require_selection: b
     with Session(engine, expire_on_commit=False) as session:
         integration = active_integration(session, tenant_id)
         if require_selection and not integration.all_users and not integration.selected_group_ids:
-            raise StoreError(
+            raise StoreConflict(
                 f"Tenant {tenant_id!r} has no groups selected; choose them with "
                 f"`provision filter {tenant_id} --group ID` or `--all-users`."
             )
         session.expunge(integration)
         return integration
+
+
+# ---- pages for the admin API ------------------------------------------------------------------------
+
+# Why an employee is flagged, as far as its status tells (design.md, statuses).
+FLAG_REASONS = {
+    "non_matching": "no source user matches it (gone from the source, outside the selected groups, or never matched)",
+    "terminated": "disabled or terminated in the source",
+}
+
+
+def employee_page(
+    engine: Engine, tenant_id: str, *, status: str | None, search: str | None, offset: int, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """(total matching, one page of them) of the tenant's employees, by email; `search` in name or email."""
+    with Session(engine) as session:
+        get_tenant(session, tenant_id)
+        where = [Employee.tenant_id == tenant_id]
+        if status:
+            where.append(Employee.status == status)
+        if search:
+            needle = "%" + search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(
+                func.lower(func.coalesce(Employee.email, "")).like(needle, escape="\\")
+                | func.lower(func.coalesce(Employee.display_name, "")).like(needle, escape="\\")
+                | func.lower(func.coalesce(Employee.first_name, "") + " " + func.coalesce(Employee.last_name, "")).like(
+                    needle, escape="\\"
+                )
+            )
+        total = int(session.scalar(select(func.count()).select_from(Employee).where(*where)) or 0)
+        rows = session.scalars(
+            select(Employee).where(*where).order_by(Employee.email_norm, Employee.id).offset(offset).limit(limit)
+        )
+        return total, [
+            {
+                "id": e.id,
+                "email": e.email,
+                "first_name": e.first_name,
+                "last_name": e.last_name,
+                "display_name": e.display_name,
+                "status": e.status,
+                "link": e.source_user_id,
+                "reason": FLAG_REASONS.get(e.status),
+                "updated_at": e.updated_at.isoformat() if e.updated_at else None,
+            }
+            for e in rows
+        ]
+
+
+def tenant_run(engine: Engine, tenant_id: str, run_id: str) -> dict[str, Any]:
+    """One run of the tenant; an unknown id, or another tenant's, is not found alike."""
+    with Session(engine) as session:
+        get_tenant(session, tenant_id)
+        run = session.get(Run, run_id)
+        if run is None or run.tenant_id != tenant_id:
+            raise StoreNotFound(f"Tenant {tenant_id!r} has no run {run_id!r}.")
+        return _run_dict(run)
+
+
+def run_change_page(
+    engine: Engine, tenant_id: str, run_id: str, *, offset: int, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    tenant_run(engine, tenant_id, run_id)
+    with Session(engine) as session:
+        where = (RunChange.run_id == run_id, RunChange.tenant_id == tenant_id)
+        total = int(session.scalar(select(func.count()).select_from(RunChange).where(*where)) or 0)
+        changes = session.scalars(select(RunChange).where(*where).order_by(RunChange.seq).offset(offset).limit(limit))
+        return total, [
+            {c.name: getattr(change, c.name) for c in RunChange.__table__.columns if c.name not in ("seq", "tenant_id")}
+            for change in changes
+        ]

@@ -51,8 +51,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from pydantic import SecretStr
 
-from settings import unified_token
+from settings import get_settings, unified_token
 from sources.errors import TransientSourceError
+from sources.hosts import checked_base_url
 from sources.model import SourceSnapshot
 from sources.normalize import normalize
 from sources.unified import UnifiedClient
@@ -165,6 +166,7 @@ def gc_batched() -> Iterator[None]:
 def extract(config: SourceConfig) -> SourceSnapshot:
     if config.source != "unified":
         raise ValueError(f"tenant {config.tenant}: unknown source {config.source!r}")
+    checked_base_url(config.base_url, tenant=config.tenant, allowed_hosts=get_settings().allowed_hosts())
     with gc_batched(), unified_client(config, unified_token()) as client:
         employees = client.list_employees()
         groups = client.list_groups()

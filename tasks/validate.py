@@ -16,6 +16,7 @@ from schemas.source_users import REASONS, SourceUserSchema
 # A run whose in-scope input is mostly invalid fails instead of flagging what is left.
 MAX_INVALID_SHARE = 0.5
 
+
 class MostlyInvalidError(ExplainedError):
     """More than half of the in-scope source users are unusable: something is wrong upstream."""
 
@@ -111,9 +112,7 @@ def check_guard(plan: pl.DataFrame, *, fetched: int, guard: Guard, override: boo
     return reason
 
 
-def check_plan(
-    plan: pl.DataFrame, fetched: int, guard: Guard, override_guard: bool
-) -> tuple[pl.DataFrame, str | None]:
+def check_plan(plan: pl.DataFrame, fetched: int, guard: Guard, override_guard: bool) -> tuple[pl.DataFrame, str | None]:
     """The validate-plan stage: the checked plan, and why the guard stops the run (None: go on)."""
     plan = validate_plan(plan)
     return plan, check_guard(plan, fetched=fetched, guard=guard, override=override_guard)

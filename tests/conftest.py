@@ -1,6 +1,12 @@
-"""Shared fixtures: a fresh database per test on SQLite and on a real PostgreSQL server.
+"""Shared fixtures: a fresh database per test on SQLite and on a real PostgreSQL server, a throwaway Prefect
+API, and a fake upstream (the simulator served over real HTTP, tests/upstreams.py).
 
 Postgres tests skip when no server answers, except under CI (`CI` set), where they fail instead.
+
+Two speeds: `uv run pytest -m "not slow"` leaves out the tests marked `slow`: here, every test that runs
+flows on the Prefect API and every hypothesis test with a database per example; by hand, real processes
+and the real Prefect server. What stays covers every stage function, the client, the simulator, the CLI's
+refusals and the load on both databases.
 """
 
 from __future__ import annotations
@@ -15,8 +21,21 @@ import pytest
 from sqlalchemy import Engine
 
 from store.db import make_engine
+from tests.upstreams import TOKEN, Upstream, serving
 
 POSTGRES_ADMIN = os.environ.get("PROVISIONING_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow, whichever module they are in: tests that run flows on the Prefect API (seconds to start the
+    harness's server, about a second per flow run) and hypothesis tests that get a fresh database per
+    example (tens of seconds each). The load's rules stay in the fast tier as example tests (test_load*.py)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        runs_flows = "prefect_api" in fixtures
+        database_per_example = "engine" in fixtures and getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+        if runs_flows or database_per_example:
+            item.add_marker(pytest.mark.slow)
 
 
 def _postgres_admin() -> psycopg.Connection:
@@ -64,8 +83,19 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
-    """A throwaway Prefect API (temporary server and database) for tests that run whole flows."""
+    """A throwaway Prefect API (temporary server and database) for tests that run whole flows.
+
+    Once per test process: under pytest-xdist each worker has its own, on its own free port.
+    """
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture
+def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
+    """The simulator served over real HTTP with an empty source, and the token it accepts in the environment."""
+    monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
+    with serving() as served:
+        yield served

@@ -12,27 +12,20 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-from sqlalchemy import select
-from starlette.applications import Starlette
 from typer.core import TyperGroup
 from typer.testing import CliRunner, Result
 
 from cli.main import app
-from simulator.app import create_app
-from simulator.serve import running_simulator
-from simulator.source import SimulatorSource
-from store.db import make_engine
 from store.models import Base
+from tests.tables import db_state, rows_of
+from tests.upstreams import CONNECTION, TOKEN, Upstream
 from tests.wire import dataset, group, person
 
-TOKEN = "cli-test-token-5e81"
-CONNECTION = "conn-1"
 ALL_COUNTS = {
     "created",
     "linked",
@@ -78,20 +71,6 @@ def refusal(result: Result) -> str:
     return lines[0]
 
 
-def db_state(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of the employee store."""
-    with make_engine(url).connect() as conn:
-        return {
-            table.name: sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
-            for table in Base.metadata.sorted_tables
-        }
-
-
-def rows_of(url: str, table: str) -> list[dict[str, Any]]:
-    with make_engine(url).connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(Base.metadata.tables[table]))]
-
-
 def counts_in_text(output: str) -> dict[str, int]:
     """The `  name   value` lines of `provision sync`'s text output."""
     counts = {}
@@ -106,16 +85,6 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@dataclass
-class Upstream:
-    source: SimulatorSource
-    app: Starlette
-    url: str
-
-    def requested_kinds(self) -> set[str]:
-        return {r.kind for r in self.app.state.simulator.requests}
 
 
 def company() -> dict[str, Any]:
@@ -138,12 +107,10 @@ def company() -> dict[str, Any]:
 
 
 @pytest.fixture
-def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
-    monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
-    source = SimulatorSource(company())
-    asgi = create_app(source, connection_id=CONNECTION, token=TOKEN)
-    with running_simulator(asgi) as url:
-        yield Upstream(source, asgi, url)
+def upstream(upstream: Upstream) -> Upstream:
+    """The shared fake upstream (tests/conftest.py), listing `company()`."""
+    upstream.source.replace(company())
+    return upstream
 
 
 @pytest.fixture
@@ -174,6 +141,7 @@ COMMANDS = [
     ["groups"],
     ["filter"],
     ["sync"],
+    ["guard"],
     ["employees"],
     ["runs"],
     ["run", "show"],
@@ -185,6 +153,11 @@ COMMANDS = [
     ["deploy"],
     ["sync-all"],
     ["erase"],
+    ["serve"],
+    ["api-key", "create"],
+    ["api-key", "list"],
+    ["api-key", "revoke"],
+    ["audit"],
 ]
 
 
@@ -217,7 +190,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
 
     out = ok("connect", "acme", "--provider", "entra", "--connection-id", CONNECTION, "--base-url", upstream.url)
     assert "connected to entra" in out.stdout
-    assert upstream.requested_kinds() == {"employee", "group"}  # the check read the source
+    assert upstream.requested_kinds() == {"connection", "employee", "group"}  # the check read both
     [integration] = rows_of(database_url, "integrations")
     assert (integration["state"], integration["provider"], integration["connection_id"]) == (
         "active",
@@ -385,6 +358,9 @@ UNKNOWN_TENANT_COMMANDS = [
     ["filter", "ghost", "--group", "g-eng"],
     ["filter", "ghost", "--all-users"],
     ["sync", "ghost"],
+    ["guard", "ghost"],
+    ["audit", "ghost"],
+    ["api-key", "create", "--tenant", "ghost", "--name", "ghost-key"],
     ["employees", "ghost"],
     ["runs", "ghost"],
     ["disconnect", "ghost"],
@@ -418,7 +394,13 @@ def test_a_tenant_cannot_be_added_twice(sqlite_db: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["sync", "acme"], ["groups", "acme"], ["filter", "acme", "--group", "g-eng"], ["disconnect", "acme"]],
+    [
+        ["sync", "acme"],
+        ["groups", "acme"],
+        ["filter", "acme", "--group", "g-eng"],
+        ["guard", "acme"],
+        ["disconnect", "acme"],
+    ],
     ids=lambda c: c[0],
 )
 def test_commands_that_need_an_integration_say_so_before_connect(sqlite_db: str, command: list[str]) -> None:
@@ -587,6 +569,7 @@ def test_sync_json_stdout_stays_parseable_while_prefect_logs(
     assert "Flow run 'sync-acme'" in done.stderr  # Prefect did log, to stderr
 
 
+@pytest.mark.slow  # a real process importing Prefect and running two flows on its own ephemeral API
 def test_demo_runs_two_syncs_on_embedded_defaults_in_a_fresh_home(tmp_path: Path) -> None:
     done = subprocess.run(
         [provision_command(), "demo"], env=clean_env(tmp_path), capture_output=True, text=True, timeout=300
@@ -613,3 +596,85 @@ def test_tenant_id_must_be_a_slug_so_deployments_and_artifact_keys_never_collide
     monkeypatch.setenv("PROVISIONING_DATABASE_URL", sqlite_url)
     assert "slug" in refused("tenant", "add", bad)
     ok("tenant", "add", "acme-corp-2")
+
+
+# ---- the setup flow in order, the guard, errors written for a person ------------------------------------
+
+
+def test_connect_stores_the_group_list_so_filter_follows_at_once(sqlite_db: str, upstream: Upstream) -> None:
+    ok("tenant", "add", "acme")
+    out = ok("connect", "acme", "--provider", "entra", "--connection-id", CONNECTION, "--base-url", upstream.url)
+    assert "5 users and 4 groups listed" in out.stdout
+    assert "syncs g-eng" in ok("filter", "acme", "--group", "g-eng").stdout  # no `provision groups` in between
+
+
+def test_guard_shows_and_changes_the_thresholds_and_refuses_bad_values(sqlite_db: str, upstream: Upstream) -> None:
+    connected_tenant(upstream)
+    assert "more than 10% of the employees and at least 10" in ok("guard", "acme").stdout
+    ok("guard", "acme", "--max-share", "0.25", "--min-count", "5")
+    assert json.loads(ok("guard", "acme", "--json").stdout) == {"max_share": 0.25, "min_count": 5}
+    before = db_state(sqlite_db)
+    assert "above 0 and at most 1" in refused("guard", "acme", "--max-share", "0")
+    assert "above 0 and at most 1" in refused("guard", "acme", "--max-share", "1.5", "--min-count", "3")
+    assert "at least 1" in refused("guard", "acme", "--min-count", "0")
+    assert db_state(sqlite_db) == before  # nothing half-written: the valid --min-count 3 was not stored either
+    assert "settings_changed" in ok("audit", "acme").stdout
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_load_that_rolls_back_during_sync_is_one_sentence_not_a_traceback(
+    sqlite_db: str, upstream: Upstream, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+    from sqlalchemy import create_engine, text
+
+    connected_tenant(upstream, "g-root")
+    # why: a real failure inside the load's transaction, in a real process (an insert the database refuses)
+    refusing = create_engine(sqlite_db)
+    with refusing.begin() as conn:
+        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON employees BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+    refusing.dispose()
+    env = {
+        **clean_env(tmp_path),
+        "PROVISIONING_DATABASE_URL": sqlite_db,
+        "UNIFIED_API_TOKEN": TOKEN,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+    }
+    done = subprocess.run([provision_command(), "sync", "acme"], env=env, capture_output=True, text=True, timeout=120)
+    # Prefect logs the failed task with its traceback; the command itself ends with one sentence (an
+    # uncaught exception would end stderr with its own traceback instead).
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith("Error: tenant acme: the load was rolled back, nothing was written")
+    assert [e["status"] for e in json.loads(ok("employees", "acme", "--json").stdout)] == ["unmanaged", "unmanaged"]
+
+
+def test_api_keys_are_shown_once_listed_by_name_and_revocable(sqlite_db: str) -> None:
+    ok("tenant", "add", "acme")
+    created = ok("api-key", "create", "--tenant", "acme", "--name", "acme-page").stdout
+    key = created.splitlines()[-1]
+    assert key.startswith("pk_") and len(key) > 40
+    ok("api-key", "create", "--all-tenants", "--name", "platform")
+    listed = ok("api-key", "list").stdout
+    assert "acme-page" in listed and "platform" in listed and "(all tenants)" in listed and key not in listed
+    assert key not in ok("api-key", "list", "--json").stdout
+    assert "exists already" in refused("api-key", "create", "--tenant", "acme", "--name", "acme-page")
+    assert "either --tenant T or --all-tenants" in refused(
+        "api-key", "create", "--name", "both", "--all-tenants", "--tenant", "acme"
+    )
+    ok("api-key", "revoke", "acme-page")
+    assert "revoked already" in refused("api-key", "revoke", "acme-page")
+    assert "No key named 'nope'" in refused("api-key", "revoke", "nope")
+    audit = json.loads(ok("audit", "acme", "--json").stdout)
+    assert [e["action"] for e in audit] == ["api_key_revoked", "api_key_created"]
+    assert key not in json.dumps(audit)
+
+
+def test_serve_refuses_to_start_without_the_settings_the_connect_flow_needs(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PROVISIONING_STATE_SECRET", "PROVISIONING_UNIFIED_WORKSPACE_ID", "PROVISIONING_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PROVISIONING_UNIFIED_WORKSPACE_ID", "ws-1")
+    error = refused("serve", "--port", str(closed_port()))
+    assert "PROVISIONING_STATE_SECRET" in error and "PROVISIONING_PUBLIC_URL" in error
+    assert "WORKSPACE_ID" not in error

@@ -23,21 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 import pytest
 from sqlalchemy import select
 
-from simulator.app import create_app
-from simulator.serve import running_simulator
-from simulator.source import SimulatorSource
 from store.db import make_engine
 from store.models import Employee, Run
-from store.repo import add_tenant, connect, replace_groups, select_groups
-from tests.wire import dataset, group, person
+from tests.upstreams import TOKEN, Upstream, in_one_group, setup_tenant, staff
 
 REPO = Path(__file__).resolve().parent.parent
-TOKEN = "e2e-token-6c1d"
 POOL = "provisioning"
+
+# why: a real `prefect server`, `prefect deploy` and a process worker take a minute or more on 2 cores
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -86,7 +83,7 @@ def wait_healthy(api: str, server: subprocess.Popen[bytes], log: Path, timeout: 
 
 
 def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
-    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, postgres_url: str, upstream: Upstream
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -109,23 +106,12 @@ def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
     )
     prefect = [sys.executable, "-m", "prefect"]
     provision = [str(Path(sys.executable).parent / "provision")]  # the installed console script
-    monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
-
-    people = [person(f"u{i}", f"p{i}@acme.example", "Anna", f"Nummer{i}") for i in range(5)]
-    source = SimulatorSource(dataset(people, [group("g", "G", [p["id"] for p in people])]))
+    upstream.source.replace(in_one_group(staff(5)))
     engine = make_engine(postgres_url)
-    with (
-        running_simulator(create_app(source, connection_id="conn-1", token=TOKEN)) as upstream,
-        process(
-            [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "server.log"
-        ) as server,
-    ):
-        add_tenant(engine, "acme")
-        connect(engine, "acme", provider="entra", connection_id="conn-1", base_url=upstream)
-        replace_groups(
-            engine, "acme", pl.DataFrame({"group_id": ["g"], "name": ["G"], "parent_id": [None], "member_count": [5]})
-        )
-        select_groups(engine, "acme", ["g"], all_users=False)
+    with process(
+        [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "server.log"
+    ) as server:
+        setup_tenant(engine, upstream, ["g"])
         wait_healthy(api, server, tmp_path / "server.log")
 
         run([*prefect, "work-pool", "create", POOL, "--type", "process"], env)
@@ -174,7 +160,7 @@ def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
     with engine.connect() as conn:
         employees = conn.execute(select(Employee.email, Employee.status).where(Employee.tenant_id == "acme")).all()
         run_row = conn.execute(select(Run).where(Run.tenant_id == "acme")).one()
-    assert sorted(employees) == [(f"p{i}@acme.example", "synced") for i in range(5)]
+    assert sorted(employees) == [(f"person{i}@acme.example", "synced") for i in range(5)]
     assert run_row.flow_run_id == str(flow_run.id)
     assert (run_row.trigger, run_row.outcome) == ("manual", "succeeded")
     engine.dispose()

@@ -9,34 +9,22 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+from pipeline import Selection
 from sources.normalize import normalize
 from store.erase import erase_employee
-from store.load import apply_plan
 from store.models import Run, RunChange
-from store.repo import StoreError, add_tenant, read_employees, start_run
-from tasks.filter import filter_users
-from tasks.flatten import flatten
-from tasks.match import match
-from tasks.validate import validate_plan, validate_source_users
-from tests.wire import group, person
+from store.repo import StoreError, add_tenant, read_employees
+from tests.runs import sync_snapshot
+from tests.upstreams import staff
+from tests.wire import group
 
 PERSONAL = [f"{side}_{f}" for f in ("email", "first_name", "last_name", "display_name") for side in ("old", "new")]
 
 
-def people() -> list[dict[str, Any]]:
-    return [person(f"u{i}", f"person{i}@acme.example", "Anna", f"Nummer{i}") for i in range(5)]
-
-
-def sync(engine: Engine, staff: list[dict[str, Any]], members: list[str]) -> str:
-    """The stages of a sync of the members of group g, as plain functions."""
-    snap = normalize(staff, [group("g", "G", members)])
-    flat = flatten(snap.groups, snap.memberships, snap.users)
-    scope = filter_users(snap.users, flat.memberships, flat.groups, selected_group_ids=["g"], all_users=False)
-    validated = validate_source_users(scope.users)
-    plan = validate_plan(match(validated.users, read_employees(engine, "acme"), validated.held_user_ids))
-    run_id = start_run(engine, "acme", trigger="cli", parameters={}, flow_run_id=None, dry_run=False)
-    apply_plan(engine, tenant_id="acme", run_id=run_id, plan=plan, quarantine=validated.quarantine, dry_run=False)
-    return run_id
+def sync(engine: Engine, people: list[dict[str, Any]], members: list[str]) -> str:
+    """A run of the pipeline's stages (no flow) over the members of group g; its run id."""
+    snapshot = normalize(people, [group("g", "G", members)])
+    return sync_snapshot(engine, "acme", snapshot, selection=Selection(group_ids=("g",)))[0]
 
 
 def changes(engine: Engine, source_user_id: str) -> list[Any]:
@@ -52,12 +40,12 @@ def links(engine: Engine) -> dict[str, int]:
 def synced_twice(engine: Engine) -> list[dict[str, Any]]:
     """Two runs: all five created, then u1's email and u2's name changed."""
     add_tenant(engine, "acme")
-    staff = people()
-    sync(engine, staff, [p["id"] for p in staff])
-    staff[1]["emails"][0]["email"] = "renamed1@acme.example"
-    staff[2]["last_name"] = "Neu"
-    sync(engine, staff, [p["id"] for p in staff])
-    return staff
+    people = staff(5)
+    sync(engine, people, [p["id"] for p in people])
+    people[1]["emails"][0]["email"] = "renamed1@acme.example"
+    people[2]["last_name"] = "Neu"
+    sync(engine, people, [p["id"] for p in people])
+    return people
 
 
 def test_erasure_deletes_the_employee_and_scrubs_names_and_emails_but_keeps_actions_and_counts(
@@ -91,11 +79,11 @@ def test_erasure_deletes_the_employee_and_scrubs_names_and_emails_but_keeps_acti
 def test_a_later_sync_recreates_an_erased_person_only_while_they_are_in_scope(
     engine: Engine, synced_twice: list[dict[str, Any]]
 ) -> None:
-    staff = synced_twice
+    people = synced_twice
     erase_employee(engine, "acme", "renamed1@acme.example")
     erase_employee(engine, "acme", "person3@acme.example")
     # why: the source is the truth; u1 is still in the selected group, u3 was moved out of it
-    run_id = sync(engine, staff, ["u0", "u1", "u2", "u4"])
+    run_id = sync(engine, people, ["u0", "u1", "u2", "u4"])
     now = links(engine)
     assert "u1" in now  # recreated, as a new employee
     assert "u3" not in now  # out of scope: not recreated

@@ -6,10 +6,10 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine, select
 
-from store.models import Employee, Run
+from store.models import Employee
 from tasks.report import summary_markdown
-from tests.test_flow import Upstream, setup_tenant, staff, sync, table
-from tests.test_flow import upstream as upstream  # the fixture, re-exported
+from tests.tables import last_run, table
+from tests.upstreams import Upstream, in_one_group, setup_tenant, staff, sync
 from tests.wire import dataset, group
 
 
@@ -50,7 +50,7 @@ def test_a_run_stopped_by_the_guard_changes_nothing_and_its_artifact_lists_what_
     from tasks.validate import GuardTripped
 
     people = staff(30)
-    upstream.source.replace(dataset(people, [group("g", "G", [p["id"] for p in people])]))
+    upstream.source.replace(in_one_group(people))
     setup_tenant(engine, upstream, ["g"])
     sync()
     before = table(engine)
@@ -63,8 +63,7 @@ def test_a_run_stopped_by_the_guard_changes_nothing_and_its_artifact_lists_what_
         sync()
 
     assert table(engine) == before
-    with engine.connect() as conn:
-        run = conn.execute(select(Run).order_by(Run.started_at.desc())).first()
+    run = last_run(engine)
     assert run is not None and run.outcome == "stopped_by_guard"
     with get_client(sync_client=True) as client:
         (summary, *_) = client.read_artifacts(

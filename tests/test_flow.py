@@ -3,72 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
-from simulator.app import create_app
-from simulator.faults import Fault, FaultPlan
-from simulator.serve import running_simulator
-from simulator.source import SimulatorSource
-from store.models import Employee, Run
-from store.repo import add_employee, add_tenant, connect, list_employees, replace_groups, select_groups
+from simulator.faults import Fault
+from store.models import Run
+from store.repo import add_employee, list_employees
+from tests.tables import last_run, table
+from tests.upstreams import TOKEN, Upstream, in_one_group, setup_tenant, staff, sync
 from tests.wire import dataset, group, person
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-TOKEN = "test-token-3f1c"
-
-
-class Upstream:
-    def __init__(self, source: SimulatorSource, faults: FaultPlan, url: str) -> None:
-        self.source, self.faults, self.url = source, faults, url
-
-
-@pytest.fixture
-def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
-    monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
-    source = SimulatorSource(dataset([], []))
-    faults = FaultPlan()
-    with running_simulator(create_app(source, connection_id="conn-1", token=TOKEN, faults=faults)) as url:
-        yield Upstream(source, faults, url)
-
-
-def staff(n: int) -> list[dict[str, Any]]:
-    return [person(f"u{i}", f"person{i}@acme.example", "Anna", f"Nummer{i}") for i in range(n)]
-
-
-def setup_tenant(engine: Engine, upstream: Upstream, groups: list[str]) -> None:
-    import polars as pl
-
-    add_tenant(engine, "acme")
-    connect(engine, "acme", provider="entra", connection_id="conn-1", base_url=upstream.url)
-    replace_groups(
-        engine,
-        "acme",
-        pl.DataFrame(
-            {"group_id": groups, "name": groups, "parent_id": [None] * len(groups), "member_count": [0] * len(groups)}
-        ),
-    )
-    select_groups(engine, "acme", groups, all_users=False)
-
-
-def table(engine: Engine, tenant: str = "acme") -> dict[str, tuple[Any, ...]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Employee.email, Employee.first_name, Employee.status, Employee.source_user_id).where(
-                Employee.tenant_id == tenant
-            )
-        ).all()
-    return {r[0]: tuple(r[1:]) for r in rows}
-
-
-def sync(**kw: Any) -> dict[str, Any]:
-    from flows.sync_tenant import sync_tenant
-
-    return sync_tenant("acme", **kw)
 
 
 def test_two_syncs_follow_the_source(engine: Engine, upstream: Upstream) -> None:
@@ -134,7 +80,7 @@ def test_two_syncs_follow_the_source(engine: Engine, upstream: Upstream) -> None
 
 
 def test_run_rows_record_the_flow_run_and_counts(engine: Engine, upstream: Upstream) -> None:
-    upstream.source.replace(dataset(staff(2), [group("g", "G", ["u0", "u1"])]))
+    upstream.source.replace(in_one_group(staff(2)))
     setup_tenant(engine, upstream, ["g"])
     result = sync(trigger="cli")
     with engine.connect() as conn:
@@ -147,7 +93,7 @@ def test_run_rows_record_the_flow_run_and_counts(engine: Engine, upstream: Upstr
 
 
 def test_dry_run_reports_but_writes_no_employee(engine: Engine, upstream: Upstream) -> None:
-    upstream.source.replace(dataset(staff(3), [group("g", "G", ["u0", "u1", "u2"])]))
+    upstream.source.replace(in_one_group(staff(3)))
     setup_tenant(engine, upstream, ["g"])
     result = sync(dry_run=True)
     assert result["counts"]["created"] == 3
@@ -156,7 +102,7 @@ def test_dry_run_reports_but_writes_no_employee(engine: Engine, upstream: Upstre
 
 
 def test_unreachable_or_refusing_source_fails_the_run_and_changes_nothing(engine: Engine, upstream: Upstream) -> None:
-    upstream.source.replace(dataset(staff(2), [group("g", "G", ["u0", "u1"])]))
+    upstream.source.replace(in_one_group(staff(2)))
     setup_tenant(engine, upstream, ["g"])
     sync()
     before = table(engine)
@@ -166,15 +112,14 @@ def test_unreachable_or_refusing_source_fails_the_run_and_changes_nothing(engine
     with pytest.raises(SourceAuthError):
         sync()
     assert table(engine) == before
-    with engine.connect() as conn:
-        run = conn.execute(select(Run).order_by(Run.started_at.desc())).first()
+    run = last_run(engine)
     assert run is not None
     assert (run.outcome, run.failed_stage) == ("failed", "extract")
     assert "401" in (run.error or "") and TOKEN not in (run.error or "")
 
 
 def test_transient_upstream_errors_end_in_the_same_table_as_a_clean_run(engine: Engine, upstream: Upstream) -> None:
-    upstream.source.replace(dataset(staff(150), [group("g", "G", [f"u{i}" for i in range(150)])]))
+    upstream.source.replace(in_one_group(staff(150)))
     setup_tenant(engine, upstream, ["g"])
     upstream.faults.add(Fault(status=429, retry_after="0"), Fault(status=503), Fault(status=502, kind="group"))
     result = sync()
@@ -187,7 +132,7 @@ def test_guard_stops_a_run_that_would_flag_many_and_an_override_applies_it(engin
     from tasks.validate import GuardTripped
 
     people = staff(40)
-    upstream.source.replace(dataset(people, [group("g", "G", [p["id"] for p in people])]))
+    upstream.source.replace(in_one_group(people))
     setup_tenant(engine, upstream, ["g"])
     sync()
     before = table(engine)
@@ -195,8 +140,7 @@ def test_guard_stops_a_run_that_would_flag_many_and_an_override_applies_it(engin
     with pytest.raises(GuardTripped, match="15 of 40"):
         sync()
     assert table(engine) == before
-    with engine.connect() as conn:
-        run = conn.execute(select(Run).order_by(Run.started_at.desc())).first()
+    run = last_run(engine)
     assert run is not None and run.outcome == "stopped_by_guard"
     assert run.counts["non_matching"] == 15
 
@@ -208,7 +152,7 @@ def test_guard_stops_a_run_that_would_flag_many_and_an_override_applies_it(engin
 def test_empty_source_never_flags_everyone(engine: Engine, upstream: Upstream) -> None:
     from tasks.validate import GuardTripped
 
-    upstream.source.replace(dataset(staff(3), [group("g", "G", ["u0", "u1", "u2"])]))
+    upstream.source.replace(in_one_group(staff(3)))
     setup_tenant(engine, upstream, ["g"])
     sync()
     upstream.source.replace(dataset([], [group("g", "G", [])]))
@@ -225,7 +169,7 @@ def test_invalid_source_users_are_quarantined_and_the_rest_goes_on(engine: Engin
         person("no-mail", None),
         person("u0", "dup-id@acme.example"),  # a second record with u0's id
     ]
-    upstream.source.replace(dataset(people, [group("g", "G", [p["id"] for p in people])]))
+    upstream.source.replace(in_one_group(people))
     setup_tenant(engine, upstream, ["g"])
     result = sync()
     assert result["counts"]["invalid"] == 4  # both u0 records, bad-mail, no-mail
@@ -240,7 +184,7 @@ def test_each_run_publishes_its_counts_as_a_table_artifact_keyed_per_tenant(engi
     from prefect.client.schemas.sorting import ArtifactSort
 
     people = [*staff(3), person("bad", "no-at-sign")]
-    upstream.source.replace(dataset(people, [group("g", "G", [p["id"] for p in people])]))
+    upstream.source.replace(in_one_group(people))
     setup_tenant(engine, upstream, ["g"])
     result = sync()
     with get_client(sync_client=True) as client:

@@ -16,11 +16,8 @@ import tasks.load
 from simulator import Fault
 from store.models import Run, RunChange
 from store.repo import add_employee
-from tests.test_flow import Upstream, setup_tenant, sync
-from tests.test_flow import upstream as upstream  # the fixture, re-exported
-from tests.wire import dataset, group, person
-
-TOKEN = "test-token-3f1c"  # tests/test_flow.py's upstream serves and sends this one
+from tests.upstreams import TOKEN, Upstream, in_one_group, setup_tenant, sync
+from tests.wire import person
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -55,7 +52,7 @@ def test_token_and_emails_never_leave_the_employee_database(
     caplog.set_level(logging.DEBUG)
     staff = [person(f"u{i}", f"leak.check{i}@acme.example", "Vorname", f"Nachname{i}") for i in range(12)]
     emails = [p["emails"][0]["email"] for p in staff]
-    upstream.source.replace(dataset(staff[:10], [group("g", "G", [p["id"] for p in staff])]))
+    upstream.source.replace(in_one_group(staff[:10]))
     setup_tenant(engine, upstream, ["g"])
     storage = tmp_path / "prefect-storage"
     failures: list[BaseException] = []
@@ -65,7 +62,7 @@ def test_token_and_emails_never_leave_the_employee_database(
         sync()  # 1. succeeds: 10 created
 
         # 2. fails in the load: an employee appears behind the plan's back with a new hire's email
-        upstream.source.replace(dataset(staff, [group("g", "G", [p["id"] for p in staff])]))
+        upstream.source.replace(in_one_group(staff))
         real = tasks.load.apply_plan
 
         def late_comer_then_load(*args: Any, **kwargs: Any) -> int:

@@ -12,21 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-import polars as pl
 import psycopg
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from simulator.app import create_app
-from simulator.serve import running_simulator
-from simulator.source import SimulatorSource
 from store.locks import TenantBusyError, advisory_key, tenant_lock
-from store.models import Employee, Run, TenantLock, utcnow
-from store.repo import add_tenant, connect, replace_groups, select_groups
-from tests.wire import dataset, group, person
-
-TOKEN = "lock-test-token-77a0"
-
+from store.models import TenantLock, utcnow
+from tests.tables import employee_count, runs_of
+from tests.upstreams import TOKEN, in_one_group, serving, setup_tenant
+from tests.wire import person
 
 # ---- the lock on its own ----------------------------------------------------------------------
 
@@ -135,11 +129,15 @@ def test_sqlite_lease_is_renewed_while_held(engine: Engine) -> None:
 class Gate:
     """ASGI middleware that holds the first employee request until the test opens the gate."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self) -> None:
+        self.app: Any = None
         self.entered = threading.Event()
         self.open = threading.Event()
         self._first = True
+
+    def around(self, app: Any) -> Gate:
+        self.app = app
+        return self
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].endswith("/employee") and self._first:
@@ -153,30 +151,15 @@ class Gate:
 
 @pytest.fixture
 def gated_source(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    """Tenants acme and globex on one source of five people, its first employee request held at the gate."""
     monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
+    gate = Gate()
     people = [person(f"u{i}", f"p{i}@acme.example") for i in range(5)]
-    source = SimulatorSource(dataset(people, [group("g", "G", [p["id"] for p in people])]))
-    gate = Gate(create_app(source, connection_id="conn-1", token=TOKEN))
-    with running_simulator(gate) as url:  # type: ignore[arg-type]
+    with serving(in_one_group(people), wrap=gate.around) as upstream:
         for tenant in ("acme", "globex"):
-            add_tenant(engine, tenant)
-            connect(engine, tenant, provider="entra", connection_id="conn-1", base_url=url)
-            replace_groups(
-                engine,
-                tenant,
-                pl.DataFrame({"group_id": ["g"], "name": ["G"], "parent_id": [None], "member_count": [5]}),
-            )
-            select_groups(engine, tenant, ["g"], all_users=False)
+            setup_tenant(engine, upstream, ["g"], tenant=tenant)
         yield gate
         gate.open.set()
-
-
-def runs_of(engine: Engine, tenant: str) -> list[tuple[str, str | None]]:
-    with engine.connect() as conn:
-        return [
-            (r.outcome, r.failed_stage)
-            for r in conn.execute(select(Run).where(Run.tenant_id == tenant).order_by(Run.started_at))
-        ]
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -193,8 +176,7 @@ def test_a_second_flow_run_of_a_busy_tenant_is_refused_and_recorded(engine: Engi
         assert first.result(timeout=120)["counts"]["created"] == 5
     assert other["counts"]["created"] == 5
     assert sorted(runs_of(engine, "acme")) == [("refused", "lock"), ("succeeded", None)]
-    with engine.connect() as conn:
-        assert conn.execute(select(Employee.id).where(Employee.tenant_id == "acme")).all().__len__() == 5
+    assert employee_count(engine, "acme") == 5
 
 
 @pytest.mark.usefixtures("prefect_api")

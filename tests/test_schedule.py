@@ -3,12 +3,10 @@ scheduled runs skipped instead of piling up, and the trigger each run records.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import polars as pl
 import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
@@ -16,15 +14,11 @@ from typer.testing import CliRunner
 from cli.main import app
 from domain.schedules import Schedule, ScheduleError, checked, is_late, parse_every
 from flows.triggers import trigger_of
-from simulator.app import create_app
-from simulator.serve import running_simulator
-from simulator.source import SimulatorSource
 from store.models import Employee, Integration, Run
-from store.repo import add_tenant, connect, disconnect, replace_groups, select_groups
+from store.repo import disconnect
 from store.schedules import set_schedule
-from tests.wire import dataset, group, person
+from tests.upstreams import Upstream, in_one_group, setup_tenant, staff
 
-TOKEN = "schedule-token-0b7e"
 DAY = Schedule(cron="0 3 * * *", timezone="Europe/Berlin")
 
 
@@ -86,18 +80,11 @@ def test_the_trigger_is_read_from_the_prefect_run() -> None:
 
 
 @pytest.fixture
-def tenants(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
-    people = [person(f"u{i}", f"p{i}@acme.example") for i in range(3)]
-    source = SimulatorSource(dataset(people, [group("g", "G", [p["id"] for p in people])]))
-    with running_simulator(create_app(source, connection_id="conn-1", token=TOKEN)) as url:
-        for tenant in ("acme", "globex", "initech"):
-            add_tenant(engine, tenant)
-            connect(engine, tenant, provider="entra", connection_id="conn-1", base_url=url)
-            groups = {"group_id": ["g"], "name": ["G"], "parent_id": [None], "member_count": [3]}
-            replace_groups(engine, tenant, pl.DataFrame(groups))
-            select_groups(engine, tenant, ["g"], all_users=False)
-        yield
+def tenants(engine: Engine, upstream: Upstream) -> None:
+    """acme, globex and initech, each syncing group g of one source of three people."""
+    upstream.source.replace(in_one_group(staff(3)))
+    for tenant in ("acme", "globex", "initech"):
+        setup_tenant(engine, upstream, ["g"], tenant=tenant)
 
 
 def managed() -> dict[str, Any]:

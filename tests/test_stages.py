@@ -518,28 +518,45 @@ def mixed_plan() -> pl.DataFrame:
     return validate_plan(match(src, emp, NO_HELD))
 
 
-def test_every_count_is_the_number_of_plan_rows_with_that_action() -> None:
-    plan = mixed_plan()
-    counts = count(plan, fetched=12, filtered_out=2, invalid=0)
-    per_action = dict(plan.group_by("action").len().iter_rows())
+def test_mixed_plan_gives_each_case_the_outcome_it_was_built_for() -> None:
+    # The base of the count tests below: one (employee id, source user id, action) per case, as built.
+    assert sorted(mixed_plan().select("employee_id", "source_user_id", "action").iter_rows(), key=repr) == sorted(
+        [
+            (1, "u1", "unchanged"),
+            (2, "u2", "updated"),
+            (3, "u3", "terminated"),
+            (4, "u4", "reactivated"),
+            (5, "u5", "linked"),
+            (None, "u6", "created"),
+            (None, "u7", "created"),
+            (6, "u0", "non_matching"),
+            (7, "uX", "still_non_matching"),
+            (None, "u8", "skipped_inactive"),
+            (None, "u9", "conflict"),
+            (None, "u10", "conflict"),
+        ],
+        key=repr,
+    )
+
+
+def test_counts_say_how_many_employees_and_source_users_had_each_outcome() -> None:
+    # 15 fetched: the 10 source users of mixed_plan(), 2 outside the selected groups, 3 invalid.
+    counts = count(mixed_plan(), fetched=15, filtered_out=2, invalid=3)
     assert counts == {
-        "fetched": 12,
-        "created": 2,
-        "linked": 1,
-        "updated": 1,
-        "unchanged": 1,
-        "non_matching": 1,
-        "terminated": 1,
-        "reactivated": 1,
-        "skipped_inactive": 1,
+        "fetched": 15,
+        "created": 2,  # u6, u7
+        "linked": 1,  # u5 to the hand-made employee 5
+        "updated": 1,  # u2's new first name
+        "unchanged": 1,  # u1
+        "non_matching": 1,  # employee 6; employee 7 was flagged by an earlier run and is not counted again
+        "terminated": 1,  # u3
+        "reactivated": 1,  # u4
+        "skipped_inactive": 1,  # u8, inactive and never an employee
         "filtered_out": 2,
-        "invalid": 0,
-        "conflicts": 2,
+        "invalid": 3,
+        "conflicts": 2,  # u9 and u10, one email between them
     }
-    for key in ["created", "linked", "updated", "unchanged", "non_matching", "terminated", "reactivated"]:
-        assert counts[key] == per_action.get(key, 0)
-    assert counts["conflicts"] == per_action["conflict"]
-    assert list(counts) == COUNT_KEYS
+    assert list(counts) == COUNT_KEYS  # the order the artifact's table shows
 
 
 def test_counts_of_an_empty_plan_are_zero() -> None:

@@ -2,48 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import polars as pl
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
-from simulator.app import create_app
-from simulator.serve import running_simulator
-from simulator.source import SimulatorSource
-from store.models import Employee, Run
-from store.repo import add_tenant, connect, replace_groups, select_groups
-from tests.wire import dataset, group, person
+from store.models import Run
+from store.repo import add_tenant, connect
+from tests.tables import employee_count
+from tests.upstreams import Upstream, in_one_group, setup_tenant
+from tests.wire import person
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-TOKEN = "backfill-token-4d2e"
 
 
 @pytest.fixture
-def tenants(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def tenants(engine: Engine, upstream: Upstream) -> None:
     """acme and globex sync fine; initech's connection id is unknown to the source (404); umbrella has no groups."""
-    monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
-    people = [person(f"u{i}", f"p{i}@acme.example") for i in range(4)]
-    source = SimulatorSource(dataset(people, [group("g", "G", [p["id"] for p in people])]))
-    with running_simulator(create_app(source, connection_id="conn-1", token=TOKEN)) as url:
-        for tenant, connection in [
-            ("acme", "conn-1"),
-            ("globex", "conn-1"),
-            ("initech", "conn-gone"),
-            ("umbrella", "conn-1"),
-        ]:
-            add_tenant(engine, tenant)
-            connect(engine, tenant, provider="entra", connection_id=connection, base_url=url)
-            if tenant != "umbrella":
-                groups = {"group_id": ["g"], "name": ["G"], "parent_id": [None], "member_count": [4]}
-                replace_groups(engine, tenant, pl.DataFrame(groups))
-                select_groups(engine, tenant, ["g"], all_users=False)
-        yield
-
-
-def employees_of(engine: Engine, tenant: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(Employee.tenant_id == tenant)).scalar_one())
+    upstream.source.replace(in_one_group([person(f"u{i}", f"p{i}@acme.example") for i in range(4)]))
+    setup_tenant(engine, upstream, ["g"], tenant="acme")
+    setup_tenant(engine, upstream, ["g"], tenant="globex")
+    setup_tenant(engine, upstream, ["g"], tenant="initech", connection_id="conn-gone")
+    add_tenant(engine, "umbrella")  # connected, nothing selected
+    connect(
+        engine,
+        "umbrella",
+        provider="entra",
+        connection_id=upstream.add_connection("conn-umbrella"),
+        base_url=upstream.url,
+    )
 
 
 @pytest.mark.usefixtures("tenants")
@@ -58,7 +43,7 @@ def test_backfill_runs_every_configured_tenant_and_one_failure_stops_no_other(en
     assert set(results) == {"acme", "globex", "initech"}  # umbrella has nothing selected: not a candidate
     assert results["acme"]["outcome"] == results["globex"]["outcome"] == "succeeded"
     assert results["initech"]["outcome"] == "failed" and "404" in results["initech"]["error"]
-    assert employees_of(engine, "acme") == employees_of(engine, "globex") == 4
+    assert employee_count(engine, "acme") == employee_count(engine, "globex") == 4
     with engine.connect() as conn:
         triggers = set(conn.execute(select(Run.tenant_id, Run.trigger)).all())
     assert triggers == {("acme", "backfill"), ("globex", "backfill"), ("initech", "backfill")}
@@ -79,4 +64,4 @@ def test_backfill_of_a_list_as_a_dry_run_writes_no_employee(engine: Engine) -> N
     assert list(results) == ["globex"]
     assert results["globex"]["outcome"] == "succeeded"
     assert results["globex"]["counts"]["created"] == 4
-    assert employees_of(engine, "globex") == 0
+    assert employee_count(engine, "globex") == 0

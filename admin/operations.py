@@ -1,0 +1,320 @@
+"""Each admin operation once, with its checks and its audit entry; the CLI and the admin API call these.
+
+`actor` is who asked: an API key's name, or `cli`. Every change is audited with old -> new, naming
+employees by id and connections by id, never by a personal value or a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from admin.connect import ConnectError
+from domain.errors import ConflictError
+from domain.schedules import Schedule
+from domain.words import INTEGRATION_TYPES, PROVIDERS
+from pipeline import read_groups, refresh_groups
+from settings import get_settings, unified_token
+from sources.hosts import checked_base_url
+from sources.unified import UnifiedConnection, delete_connection, read_connection
+from store.access import audit, record
+from store.erase import erase_employee
+from store.locks import is_locked
+from store.models import Employee, Integration
+from store.repo import (
+    StoreConflict,
+    StoreNotFound,
+    add_employee,
+    connect,
+    disconnect,
+    get_tenant,
+    integration_settings,
+    pending_run,
+    select_groups,
+    set_guard,
+    start_run,
+)
+from store.schedules import set_schedule
+from tasks.extract import SourceConfig
+
+CLI = "cli"
+
+
+class TenantBusy(ConflictError):
+    """A sync of the tenant is queued or running; `run_id` names it."""
+
+    def __init__(self, tenant: str, run_id: str) -> None:
+        super().__init__(f"Tenant {tenant!r} is already being synced (run {run_id}); wait for it to end.")
+        self.run_id = run_id
+
+
+# ---- connecting ------------------------------------------------------------------------------------
+
+
+def check_connection(connection: UnifiedConnection, *, tenant: str, provider: str) -> None:
+    """Refuse a Unified.to connection that is of another provider, lacks a read permission, is paused,
+    or names another tenant as its `external_xref` (design.md, Connecting through Unified.to)."""
+    where = f"Connection {connection.id!r}"
+    wanted = INTEGRATION_TYPES[provider]
+    if connection.integration_type != wanted:
+        raise ConnectError(f"{where} is a {connection.integration_type} connection, not {provider} ({wanted}).")
+    missing = [p for p in ("hris_employee_read", "hris_group_read") if p not in connection.permissions]
+    if missing:
+        raise ConnectError(f"{where} lacks the permission {', '.join(missing)}; connect again and grant it.")
+    if connection.is_paused:
+        raise ConnectError(f"{where} is paused at Unified.to; resume it there first.")
+    if connection.external_xref is not None and connection.external_xref != tenant:
+        raise ConnectError(f"{where} was made for another customer; connect again from this tenant.")
+
+
+@dataclass(frozen=True)
+class Connected:
+    tenant: str
+    provider: str
+    connection_id: str
+    users: int | None  # source users read while checking (None: not read)
+    groups: int | None
+
+
+def connect_tenant(
+    engine: Engine,
+    tenant: str,
+    *,
+    provider: str,
+    connection_id: str,
+    base_url: str,
+    actor: str,
+    verify: bool = True,
+) -> Connected:
+    """Check the connection at Unified.to, read its groups once, and save the integration with them.
+
+    `verify=False` (an operator's `--no-check`) saves without reading Unified.to; the host allow-list and
+    the one-tenant-per-connection rule hold all the same."""
+    if provider not in PROVIDERS:
+        raise ConnectError(f"Unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}.")
+    with Session(engine) as session:
+        get_tenant(session, tenant)
+    url = checked_base_url(base_url, tenant=tenant, allowed_hosts=get_settings().allowed_hosts())
+    users = groups = None
+    listed: pl.DataFrame | None = None
+    if verify:
+        connection = read_connection(url, unified_token(), tenant=tenant, connection_id=connection_id)
+        check_connection(connection, tenant=tenant, provider=provider)
+        config = SourceConfig(
+            tenant=tenant, source="unified", provider=provider, connection_id=connection_id, base_url=url
+        )
+        snapshot, flat = read_groups(None, config)
+        listed, users, groups = flat.groups, snapshot.users.height, flat.groups.height
+    connect(engine, tenant, provider=provider, connection_id=connection_id, base_url=url, groups=listed)
+    audit(
+        engine, tenant=tenant, actor=actor, action="connected", new={"provider": provider, "connection": connection_id}
+    )
+    return Connected(tenant, provider, connection_id, users, groups)
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    employees: int  # now unmanaged
+    revoked_at_unified: bool  # False when Unified.to no longer knew the connection
+
+
+def disconnect_tenant(engine: Engine, tenant: str, *, actor: str) -> Disconnected:
+    """Delete the connection at Unified.to (a 404 there still ends it here) and end the integration."""
+    integration = integration_settings(engine, tenant, require_selection=False)
+    url = checked_base_url(integration.base_url, tenant=tenant, allowed_hosts=get_settings().allowed_hosts())
+    revoked = delete_connection(url, unified_token(), tenant=tenant, connection_id=integration.connection_id)
+    employees = disconnect(engine, tenant)
+    audit(
+        engine,
+        tenant=tenant,
+        actor=actor,
+        action="disconnected",
+        old={"provider": integration.provider, "connection": integration.connection_id},
+        new={"employees_unmanaged": employees, "revoked_at_unified": revoked},
+    )
+    return Disconnected(employees, revoked)
+
+
+# ---- groups and settings ----------------------------------------------------------------------------
+
+
+def apply_schedule(engine: Engine, tenant: str) -> dict[str, list[str]] | None:
+    """Bring the tenant's scheduled deployment in step with its stored schedule, when a Prefect server is
+    configured (None: none is; `provision deploy` applies it later)."""
+    from admin.runs import prefect_server_configured
+    from deployments.reconcile import reconcile
+
+    if not prefect_server_configured():
+        return None
+    return reconcile(engine, only_tenants=[tenant]).as_dict()
+
+
+def fresh_groups(engine: Engine, tenant: str) -> pl.DataFrame:
+    """The flattened groups, fresh from the source (and stored for the filter)."""
+    return refresh_groups(engine, integration_settings(engine, tenant, require_selection=False))
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    group_ids: list[str]
+    all_users: bool
+    schedule: Schedule | None
+    guard_max_share: float
+    guard_min_count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        schedule = self.schedule
+        return {
+            "group_ids": self.group_ids,
+            "all_users": self.all_users,
+            "schedule": None
+            if schedule is None
+            else {"cron": schedule.cron, "interval_seconds": schedule.interval_seconds, "timezone": schedule.timezone},
+            "guard": {"max_share": self.guard_max_share, "min_count": self.guard_min_count},
+        }
+
+
+def tenant_settings(engine: Engine, tenant: str) -> TenantSettings:
+    from store.schedules import schedule_of
+
+    integration = integration_settings(engine, tenant, require_selection=False)
+    return TenantSettings(
+        group_ids=list(integration.selected_group_ids),
+        all_users=integration.all_users,
+        schedule=schedule_of(integration),
+        guard_max_share=integration.guard_max_share,
+        guard_min_count=integration.guard_min_count,
+    )
+
+
+_UNCHANGED: Any = object()
+
+
+def save_settings(
+    engine: Engine,
+    tenant: str,
+    *,
+    actor: str,
+    group_ids: list[str] | None = None,
+    all_users: bool | None = None,
+    schedule: Schedule | None = _UNCHANGED,
+    guard_max_share: float | None = None,
+    guard_min_count: int | None = None,
+) -> TenantSettings:
+    """Store what is given (None / not given keeps it); audited old -> new."""
+    before = tenant_settings(engine, tenant)
+    if group_ids is not None or all_users is not None:
+        everyone = bool(all_users)
+        select_groups(engine, tenant, [] if everyone else (group_ids or []), all_users=everyone)
+    if schedule is not _UNCHANGED:
+        set_schedule(engine, tenant, schedule)
+    if guard_max_share is not None or guard_min_count is not None:
+        set_guard(engine, tenant, max_share=guard_max_share, min_count=guard_min_count)
+    after = tenant_settings(engine, tenant)
+    if after != before:
+        audit(engine, tenant=tenant, actor=actor, action="settings_changed", old=before.as_dict(), new=after.as_dict())
+    return after
+
+
+# ---- syncs ------------------------------------------------------------------------------------------
+
+
+def busy_run(engine: Engine, tenant: str) -> str | None:
+    """The id of the tenant's run that is queued or really running (its lock held), else None."""
+    run = pending_run(engine, tenant)
+    if run is None:
+        return None
+    if run.outcome == "running" and not is_locked(engine, tenant):
+        return None  # a run row its crashed worker never finished: nothing holds the tenant
+    return run.id
+
+
+def queue_sync(engine: Engine, tenant: str, *, dry_run: bool, override_guard: bool, actor: str) -> str:
+    """A queued run row for a sync a door is about to start, or TenantBusy. Audited (override included)."""
+    integration_settings(engine, tenant)  # connected, with a selection: the sentence before anything is queued
+    running = busy_run(engine, tenant)
+    if running is not None:
+        raise TenantBusy(tenant, running)
+    parameters = {"dry_run": dry_run, "override_guard": override_guard, "wait_for_lock": False}
+    run_id = start_run(
+        engine, tenant, trigger="api", parameters=parameters, flow_run_id=None, dry_run=dry_run, outcome="queued"
+    )
+    audit(
+        engine,
+        tenant=tenant,
+        actor=actor,
+        action="sync_started",
+        new={"run": run_id, "dry_run": dry_run, "override_guard": override_guard},
+    )
+    return run_id
+
+
+# ---- employees ---------------------------------------------------------------------------------------
+
+DELETABLE = ("non_matching", "terminated", "unmanaged")
+
+
+def create_employee(engine: Engine, tenant: str, *, email: str, first_name: str, last_name: str, actor: str) -> int:
+    employee = add_employee(engine, tenant, email=email, first_name=first_name, last_name=last_name)
+    audit(engine, tenant=tenant, actor=actor, action="employee_created", new={"employee": employee.id})
+    return employee.id
+
+
+def delete_employee(engine: Engine, tenant: str, employee_id: int, *, actor: str) -> None:
+    """Delete a flagged or unmanaged employee by hand; a `synced` one is refused (the source is the truth)."""
+    with Session(engine) as session, session.begin():
+        get_tenant(session, tenant)
+        status = session.scalar(select(Employee.status).where(Employee.tenant_id == tenant, Employee.id == employee_id))
+        if status is None:
+            raise StoreNotFound(f"Tenant {tenant!r} has no employee {employee_id}.")
+        if status not in DELETABLE:
+            raise StoreConflict(
+                f"Employee {employee_id} is {status}: the source is the truth for it, so it is not deleted by hand."
+            )
+        session.execute(delete(Employee).where(Employee.tenant_id == tenant, Employee.id == employee_id))
+        record(
+            session.connection(),
+            tenant=tenant,
+            actor=actor,
+            action="employee_deleted",
+            old={"employee": employee_id, "status": status},
+        )
+
+
+def erase(engine: Engine, tenant: str, email: str, *, actor: str) -> dict[str, Any]:
+    erased = erase_employee(engine, tenant, email)
+    audit(
+        engine,
+        tenant=tenant,
+        actor=actor,
+        action="employee_erased",
+        old={"employee": erased.employee_id},
+        new={"run_changes_scrubbed": erased.scrubbed_changes},
+    )
+    return {"employee_id": erased.employee_id, "run_changes_scrubbed": erased.scrubbed_changes}
+
+
+def integration_view(engine: Engine, tenant: str) -> dict[str, Any]:
+    """The tenant's integration as an admin sees it: state, provider, connection, health, last run."""
+    with Session(engine) as session:
+        get_tenant(session, tenant)
+        integration = session.get(Integration, tenant)
+    from store.repo import list_runs
+
+    runs = list_runs(engine, tenant, limit=1)
+    last = runs[0] if runs else None
+    if integration is None:
+        return {"state": "not_connected", "provider": None, "connection_id": None, "health": None, "last_run": last}
+    healthy = None if last is None else last["outcome"] in ("succeeded", "stopped_by_guard", "running", "queued")
+    return {
+        "state": integration.state,
+        "provider": integration.provider,
+        "connection_id": integration.connection_id if integration.state == "active" else None,
+        "health": None if healthy is None else ("ok" if healthy else "failing"),
+        "last_run": last,
+        "updated_at": integration.updated_at.isoformat(),
+    }
