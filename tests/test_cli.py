@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import typer
+from sqlalchemy import create_engine, inspect, select
 from typer.core import TyperGroup
 from typer.testing import CliRunner, Result
 
@@ -344,9 +345,18 @@ def test_filter_all_users_selects_everyone(sqlite_db: str, upstream: Upstream) -
     assert (integration["selected_group_ids"], integration["all_users"]) == ([], True)
 
 
-def test_db_upgrade_creates_the_schema_of_a_new_database(sqlite_db: str) -> None:
+def test_db_upgrade_creates_the_schema_of_a_new_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    new = tmp_path / "new.db"  # not the `sqlite_url` fixture's: that one comes migrated already
+    monkeypatch.setenv("PROVISIONING_DATABASE_URL", f"sqlite:///{new}")
     assert "is up to date" in ok("db", "upgrade").stdout
-    assert db_state(sqlite_db) == {t.name: [] for t in Base.metadata.sorted_tables}
+    # Read with a plain engine: the store's own (make_engine) would migrate the file itself.
+    plain = create_engine(f"sqlite:///{new}")
+    try:
+        assert set(inspect(plain).get_table_names()) == {*Base.metadata.tables, "alembic_version"}
+        with plain.connect() as conn:
+            assert all(conn.execute(select(t)).first() is None for t in Base.metadata.sorted_tables)
+    finally:
+        plain.dispose()
 
 
 # ---- refusals: one sentence, non-zero exit, nothing written -------------------------------------
