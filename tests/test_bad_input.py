@@ -24,7 +24,7 @@ from schemas.employees import EMPLOYEE_SCHEMA
 from sources.normalize import normalize
 from tasks.validate import MostlyInvalidError, validate_source_users
 from tests.runs import ALL_USERS, against
-from tests.test_normalize import employee_like, json_values
+from tests.strategies import employee_like, json_values
 from tests.wire import group, person
 
 GOOD = [person(f"g{i}", f"good{i}@acme.example", "Gut", f"Mensch{i}") for i in range(9)]
@@ -212,7 +212,8 @@ def test_bad_records_through_the_whole_flow_are_reported_and_the_rest_is_synced(
 ) -> None:
     from simulator import FaultPlan, SimulatorSource, create_app
     from simulator.serve import running_simulator
-    from tests.test_flow import TOKEN, Upstream, setup_tenant, sync, table
+    from tests.tables import table
+    from tests.upstreams import TOKEN, Upstream, setup_tenant, sync
 
     monkeypatch.setenv("UNIFIED_API_TOKEN", TOKEN)
     good = [person(f"g{i}", f"good{i}@acme.example", "Gut", f"Mensch{i}") for i in range(150)]

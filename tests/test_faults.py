@@ -28,7 +28,8 @@ from sources import errors
 from sources.unified import UnifiedClient
 from store.db import make_engine
 from store.models import Run
-from tests.test_flow import Upstream, setup_tenant, table
+from tests.tables import table
+from tests.upstreams import Upstream, setup_tenant
 from tests.wire import dataset, group, person
 
 TOKEN = "fault-token-c0ffee"

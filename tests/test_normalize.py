@@ -14,6 +14,7 @@ from domain.emails import is_valid_email
 from simulator import edge_case_dataset, generate_dataset
 from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, USER_SCHEMA
 from sources.normalize import _WHITESPACE, normalize, plain_email
+from tests.strategies import employee_like, json_values
 
 
 def emp(**fields: Any) -> dict[str, Any]:
@@ -322,36 +323,6 @@ def test_normalizing_100k_users_takes_about_a_second() -> None:
 
 
 # ---- fuzz ---------------------------------------------------------------------------------------
-
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=10,
-)
-email_entries = st.lists(
-    st.fixed_dictionaries(
-        {},
-        optional={
-            "email": st.emails() | st.text(max_size=30) | json_values,
-            "type": st.sampled_from(["WORK", "HOME", "OTHER", "work", "FAX"]) | json_values,
-        },
-    ),
-    max_size=3,
-)
-employee_like = st.fixed_dictionaries(
-    {},
-    optional={
-        "id": st.text(max_size=10) | json_values,
-        "name": st.text(max_size=30) | json_values,
-        "first_name": st.text(max_size=30) | json_values,
-        "last_name": st.text(max_size=30) | json_values,
-        "emails": email_entries | json_values,
-        "employment_status": st.sampled_from(["ACTIVE", "INACTIVE", "LEAVE"]) | json_values,
-        "groups": st.lists(st.fixed_dictionaries({}, optional={"id": json_values})) | json_values,
-        "date_of_birth": json_values,
-    },
-)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
