@@ -41,6 +41,7 @@ class State:
     provider: str
     nonce: str
     expires: datetime
+    base_url: str  # the Unified.to region the admin was sent to; the callback reads the connection there
 
 
 def _secret(settings: Settings) -> bytes:
@@ -60,7 +61,13 @@ def _unb64(text: str) -> bytes:
 def sign_state(secret: SecretStr | bytes, state: State) -> str:
     key = secret if isinstance(secret, bytes) else secret.get_secret_value().encode()
     payload = json.dumps(
-        {"t": state.tenant, "p": state.provider, "n": state.nonce, "e": int(state.expires.timestamp())},
+        {
+            "t": state.tenant,
+            "p": state.provider,
+            "n": state.nonce,
+            "e": int(state.expires.timestamp()),
+            "b": state.base_url,
+        },
         separators=(",", ":"),
     ).encode()
     mac = hmac.new(key, payload, hashlib.sha256).digest()
@@ -76,13 +83,17 @@ def read_state(secret: bytes, text: str) -> State:
         raise ConnectError("The connect link's state is malformed; start connecting again.") from None
     if not hmac.compare_digest(mac, hmac.new(secret, payload, hashlib.sha256).digest()):
         raise ConnectError("The connect link's state is not one this service signed; start connecting again.")
-    data = json.loads(payload)
-    return State(
-        tenant=data["t"],
-        provider=data["p"],
-        nonce=data["n"],
-        expires=datetime.fromtimestamp(data["e"], utcnow().tzinfo),
-    )
+    try:
+        data = json.loads(payload)
+        return State(
+            tenant=data["t"],
+            provider=data["p"],
+            nonce=data["n"],
+            expires=datetime.fromtimestamp(data["e"], utcnow().tzinfo),
+            base_url=data["b"],
+        )
+    except (KeyError, TypeError, ValueError):  # signed by an older version of this service
+        raise ConnectError("The connect link's state is malformed; start connecting again.") from None
 
 
 def authorization_url(
@@ -106,6 +117,7 @@ def authorization_url(
         provider=provider,
         nonce=secrets.token_hex(16),
         expires=utcnow() + timedelta(seconds=STATE_SECONDS),
+        base_url=base_url,
     )
     with Session(engine) as session, session.begin():
         get_tenant(session, tenant)

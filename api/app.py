@@ -377,7 +377,7 @@ def _routes(app: FastAPI) -> None:
                 accepted.tenant,
                 provider=accepted.provider,
                 connection_id=id,
-                base_url=settings.unified_base_url,
+                base_url=accepted.base_url,
                 actor=f"connect:{accepted.tenant}",
             )
             outcome["connected"] = accepted.provider

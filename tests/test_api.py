@@ -47,6 +47,7 @@ class Service:
     worker: BackgroundWorker
     engine: Engine
     keys: dict[str, str]
+    app: Any
 
     def client(self, key: str | None = "acme") -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
@@ -80,7 +81,7 @@ def service(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service
         app = create_app(engine=engine, dispatcher=worker, settings=settings)
         with running_simulator(app) as url:  # serves any ASGI app on a free loopback port
             app.state.settings = settings.model_copy(update={"public_url": url})
-            yield Service(url, upstream, worker, engine, keys)
+            yield Service(url, upstream, worker, engine, keys, app)
         worker.wait(timeout=120)
         worker.shutdown()
 
@@ -324,6 +325,23 @@ def test_the_callback_sends_the_admin_back_only_to_an_allow_listed_url(service: 
         made = api.post("/tenants/acme/integration/authorization", json={"provider": "entra", "return_url": PLATFORM})
     back = follow_to_platform(service, made.json()["url"])
     assert "did not complete" in back["error"][0] and integrations(service.engine) == []
+
+
+def test_the_callback_reads_the_connection_in_the_region_the_admin_was_sent_to(service: Service) -> None:
+    with service.client("platform") as api:
+        eu = api.post("/tenants/acme/integration/authorization", json={"provider": "entra", "region": "eu"})
+    assert eu.status_code == 201 and eu.json()["url"].startswith("https://api-eu.unified.to/unified/integration/auth/")
+
+    made = authorization(service)  # sent to the service's region of the moment: the simulator
+    settings = service.app.state.settings
+    service.app.state.settings = settings.model_copy(update={"unified_base_url": "http://127.0.0.1:9"})
+    try:  # the default changed while the admin signed in: the callback still reads where the admin went
+        assert callback(service, state_of(made), "conn-1").status_code == 200
+    finally:
+        service.app.state.settings = settings
+    assert integrations(service.engine) == [("acme", "conn-1")]
+    reads = [(seen.method, seen.path) for seen in service.simulator.requests if seen.kind == "connection"]
+    assert reads == [("GET", "/unified/connection/conn-1")]
 
 
 # ---- where the token may go ----------------------------------------------------------------------------
