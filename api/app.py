@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import Body, FastAPI, Path, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -37,9 +39,11 @@ PROBLEM = {"content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Pro
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": description, **PROBLEM}
     for status, description in {
+        400: "A body that is not JSON",
         401: "No valid API key",
         404: "Unknown tenant (or another tenant's), run or employee",
         409: "At odds with the current state",
+        413: "A body over 64 KiB",
         422: "Invalid request",
     }.items()
 }
@@ -283,6 +287,7 @@ def create_app(
         title="Employee provisioning: admin API",
         version="1",
         description="Connect a tenant's HR system or identity provider, choose groups, sync, and see the result.",
+        dependencies=[Depends(_known_query_only)],
     )
     app.state.engine = engine or make_engine()
     app.state.dispatcher = dispatcher or default_dispatcher()
@@ -304,6 +309,26 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _known_query_only(request: Request) -> None:
+    """A query parameter the path does not take is refused, not ignored: `?stauts=terminated` would
+    otherwise answer the whole unfiltered list."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = f"this path takes {', '.join(sorted(known))}" if known else "this path takes none"
+        raise Problem(422, f"Unknown query parameter {unknown[0]!r}; {takes}.")
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for inner in dependant.dependencies:
+        names |= _query_names(inner)
+    return names
 
 
 def _run_ref(request: Request, tenant: str, run_id: str) -> RunRef:
@@ -357,7 +382,15 @@ def _routes(app: FastAPI) -> None:
         return AuthorizationOut(url=url)
 
     @app.get(
-        "/connect/callback", include_in_schema=True, status_code=303, tags=["integration"], response_class=Response
+        "/connect/callback",
+        status_code=303,
+        tags=["integration"],
+        response_class=Response,
+        responses={
+            **{status: answer for status, answer in ERRORS.items() if status != 401},
+            200: {"description": "Connected (no return URL)", "content": {"text/plain": {}}},
+            303: {"description": "Back to the platform's page, with `connected` or `error`"},
+        },
     )
     def callback(
         request: Request,

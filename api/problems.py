@@ -88,6 +88,8 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
         if exc.status_code == 404 and detail == "Not Found":
             detail = "There is nothing at this path."
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "The request body is not valid JSON."
         if exc.status_code == 405:
             detail = "This path does not take that method."
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))

@@ -18,9 +18,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names, so that migrations read the same on SQLite and Postgres.
@@ -37,6 +39,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp with time zone that reads back aware on SQLite too, which keeps no offset: every time the
+    store hands out is UTC with its offset, whichever database holds it."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -46,7 +61,7 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Integration(Base):
@@ -79,8 +94,8 @@ class Integration(Base):
     guard_max_share: Mapped[float] = mapped_column(Float, default=0.10)
     guard_min_count: Mapped[int] = mapped_column(Integer, default=10)
     state: Mapped[str] = mapped_column(String(20), default="active")  # active | disconnected
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class Employee(Base):
@@ -102,8 +117,8 @@ class Employee(Base):
     employment_status: Mapped[str | None] = mapped_column(String(20))  # active | inactive, from the source
     source_user_id: Mapped[str | None] = mapped_column(String(200))  # the link
     status: Mapped[str] = mapped_column(String(20), default="unmanaged")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class SourceGroup(Base):
@@ -116,7 +131,7 @@ class SourceGroup(Base):
     name: Mapped[str | None] = mapped_column(String(400))
     parent_id: Mapped[str | None] = mapped_column(String(200))
     member_count: Mapped[int] = mapped_column(Integer, default=0)
-    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    refreshed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Run(Base):
@@ -129,8 +144,8 @@ class Run(Base):
     trigger: Mapped[str] = mapped_column(String(20))  # cli | manual | schedule | backfill
     parameters: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # running | succeeded | failed | stopped_by_guard
     outcome: Mapped[str] = mapped_column(String(20), default="running")
     failed_stage: Mapped[str | None] = mapped_column(String(40))
@@ -177,8 +192,8 @@ class TenantLock(Base):
 
     tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
-    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ApiKey(Base):
@@ -194,8 +209,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class AuditEntry(Base):
@@ -209,7 +224,7 @@ class AuditEntry(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(100))
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(40))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     old: Mapped[dict[str, object] | None] = mapped_column(JSON)
     new: Mapped[dict[str, object] | None] = mapped_column(JSON)
 
@@ -223,5 +238,5 @@ class ConnectState(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
     provider: Mapped[str] = mapped_column(String(40))
     return_url: Mapped[str | None] = mapped_column(String(1000))  # where the callback sends the admin back
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
