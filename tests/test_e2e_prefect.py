@@ -82,6 +82,38 @@ def wait_healthy(api: str, server: subprocess.Popen[bytes], log: Path, timeout: 
     pytest.fail(f"prefect server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def sync_through_the_admin_api(provision: list[str], env: dict[str, str], tmp_path: Path) -> dict[str, Any]:
+    """`provision serve` as its own process, a key from `provision api-key create`, POST /syncs (202 at
+    once), then the run polled through its URL until it ends; returns the ended run."""
+    printed = run([*provision, "api-key", "create", "--tenant", "acme", "--name", "e2e"], env)
+    key = printed.strip().splitlines()[-1]
+    port = free_port()
+    service_env = {
+        **env,
+        "PROVISIONING_STATE_SECRET": "e2e-state-secret",
+        "PROVISIONING_UNIFIED_WORKSPACE_ID": "ws-e2e",
+        "PROVISIONING_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    with (
+        process([*provision, "serve", "--port", str(port)], service_env, tmp_path / "serve.log") as serve,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as api,
+    ):
+        wait_healthy(f"http://127.0.0.1:{port}", serve, tmp_path / "serve.log", timeout=60)
+        started = api.post("/tenants/acme/syncs", json={})
+        assert started.status_code == 202, started.text
+        first = api.get(started.json()["url"]).json()  # answered before a worker even picked the run up
+        assert first["outcome"] in ("queued", "running"), first
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            ended: dict[str, Any] = api.get(started.json()["url"]).json()
+            if ended["outcome"] not in ("queued", "running"):
+                break
+            time.sleep(1)
+        assert ended["outcome"] == "succeeded", (ended, (tmp_path / "serve.log").read_text()[-3000:])
+    assert ended["trigger"] == "api" and ended["flow_run_id"]
+    return ended
+
+
 def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
     tmp_path: Path, postgres_url: str, upstream: Upstream
 ) -> None:
@@ -151,17 +183,29 @@ def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
                 artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sync-acme"])),
                 sort=ArtifactSort.CREATED_DESC,
             )
-        assert artifacts, "no table artifact sync-acme"
-        data: Any = artifacts[0].data
-        rows = json.loads(data) if isinstance(data, str) else data
-        counts = {row["count"]: row["value"] for row in rows}
-        assert (counts["fetched"], counts["created"]) == (5, 5)
+            assert artifacts, "no table artifact sync-acme"
+            data: Any = artifacts[0].data
+            rows = json.loads(data) if isinstance(data, str) else data
+            counts = {row["count"]: row["value"] for row in rows}
+            assert (counts["fetched"], counts["created"]) == (5, 5)
+
+            # "Sync now" through the admin API: with PREFECT_API_URL set, a flow run of the sync-tenant
+            # deployment that the worker runs, adopting the run row the API answered with.
+            upstream.source.replace(in_one_group(staff(6)))
+            api_run = sync_through_the_admin_api(provision, env, tmp_path)
+            api_flow_run = client.read_flow_run(api_run["flow_run_id"])
+            assert api_flow_run.deployment_id == client.read_deployment_by_name("sync-tenant/sync-tenant").id
+            assert api_flow_run.parameters["run_id"] == api_run["run_id"]
+            assert api_flow_run.parameters["trigger"] == "api"
 
     with engine.connect() as conn:
         employees = conn.execute(select(Employee.email, Employee.status).where(Employee.tenant_id == "acme")).all()
-        run_row = conn.execute(select(Run).where(Run.tenant_id == "acme")).one()
-    assert sorted(employees) == [(f"person{i}@acme.example", "synced") for i in range(5)]
-    assert run_row.flow_run_id == str(flow_run.id)
-    assert (run_row.trigger, run_row.outcome) == ("manual", "succeeded")
+        run_rows = conn.execute(select(Run).where(Run.tenant_id == "acme").order_by(Run.started_at)).all()
+    assert sorted(employees) == [(f"person{i}@acme.example", "synced") for i in range(6)]
+    assert [(r.flow_run_id, r.trigger, r.outcome) for r in run_rows] == [
+        (str(flow_run.id), "manual", "succeeded"),
+        (api_run["flow_run_id"], "api", "succeeded"),
+    ]
+    assert api_run["counts"]["created"] == 1
     engine.dispose()
     print(f"e2e wall time: {time.monotonic() - started:.1f} s")
