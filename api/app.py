@@ -29,10 +29,11 @@ from domain.errors import ExplainedError
 from domain.schedules import Schedule, checked, parse_every
 from settings import Settings, get_settings
 from sources.hosts import UNIFIED_REGIONS
-from store.access import audit_entries
+from store.access import audit_entries, create_session_key, end_session_key
 from store.db import make_engine
 from store.models import Tenant
 from store.repo import employee_page, list_runs, run_change_page, tenant_run
+from web import pages
 
 MAX_BODY_BYTES = 64 * 1024
 PROBLEM = {"content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}}}
@@ -150,6 +151,12 @@ class SettingsOut(BaseModel):
 class SyncIn(Strict):
     dry_run: bool = False
     override_guard: bool = Field(False, description="Apply a run the mass-change guard would stop (audited).")
+
+
+class SessionOut(BaseModel):
+    key: str = Field(description="The session's key, shown once: send it as the Bearer key until it expires.")
+    tenant: str
+    expires_at: datetime
 
 
 class RunRef(BaseModel):
@@ -295,6 +302,7 @@ def create_app(
     install(app)
     app.add_middleware(BodyLimit)
     _routes(app)
+    pages.install(app)
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -315,8 +323,8 @@ def _known_query_only(request: Request) -> None:
     """A query parameter the path does not take is refused, not ignored: `?stauts=terminated` would
     otherwise answer the whole unfiltered list."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
-        return
+    if not isinstance(route, APIRoute) or not route.include_in_schema:
+        return  # the settings page's routes read their own query
     known = _query_names(route.dependant)
     unknown = sorted(set(request.query_params) - known)
     if unknown:
@@ -356,6 +364,18 @@ def _routes(app: FastAPI) -> None:
     def health() -> Health:
         """Public: the service answers."""
         return Health(status="ok")
+
+    @app.post("/sessions", response_model=SessionOut, status_code=201, responses=ERRORS, tags=["sessions"])
+    def start_session(request: Request, caller: Caller) -> SessionOut:
+        """A signed-in page's key: the caller's tenant only, expiring in hours (a tenant's key, not a session's)."""
+        key, expires = create_session_key(engine_of(request), caller)
+        return SessionOut(key=key, tenant=caller.tenant or "", expires_at=expires)
+
+    @app.delete("/sessions/current", status_code=204, responses=ERRORS, tags=["sessions"])
+    def end_session(request: Request, caller: Caller) -> Response:
+        """Sign-out: the calling session's key is revoked (another kind of key is refused, 409)."""
+        end_session_key(engine_of(request), caller)
+        return Response(status_code=204)
 
     @app.get("/tenants/{tenant}", response_model=TenantOut, responses=ERRORS, tags=["tenant"])
     def get_tenant(request: Request, tenant: TenantId) -> TenantOut:

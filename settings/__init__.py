@@ -34,7 +34,11 @@ class Settings(BaseSettings):
         return [h.strip() for h in self.allowed_source_hosts.split(",") if h.strip()]
 
     def redirect_prefixes(self) -> list[str]:
-        return [u.strip() for u in self.redirect_allowlist.split(",") if u.strip()]
+        """Where the connect callback may send an admin back: the allow-list, and this service's own
+        settings page (`<public URL>/ui/`)."""
+        listed = [u.strip() for u in self.redirect_allowlist.split(",") if u.strip()]
+        own_page = [self.public_url.rstrip("/") + "/ui/"] if self.public_url else []
+        return listed + own_page
 
 
 class UnifiedCredentials(BaseSettings):

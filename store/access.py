@@ -14,7 +14,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
@@ -25,6 +25,7 @@ from store.models import ApiKey, AuditEntry, utcnow
 from store.repo import StoreConflict, StoreError, StoreNotFound, get_tenant
 
 KEY_PREFIX = "pk_"
+SESSION_SECONDS = 8 * 3600  # a signed-in page's key: a working day
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 ALL_TENANTS = None
 
@@ -35,6 +36,7 @@ class KeyHolder:
 
     name: str
     tenant: str | None
+    session: bool = False  # a signed-in settings page's key, which expires
 
     def sees(self, tenant: str) -> bool:
         return self.tenant is None or self.tenant == tenant
@@ -58,6 +60,34 @@ def create_key(engine: Engine, name: str, tenant: str | None, *, actor: str = "c
     except IntegrityError:
         raise StoreConflict(f"A key named {name!r} exists already; choose another name.") from None
     return key
+
+
+def create_session_key(engine: Engine, holder: KeyHolder, *, seconds: int = SESSION_SECONDS) -> tuple[str, datetime]:
+    """A key for a signed-in settings page: the holder's tenant only, expiring, named after the holder's key
+    (so the audit log says whose page made a change). Returned once with its expiry."""
+    if holder.tenant is None:
+        raise StoreError("The settings page signs in with a tenant's key, not an all-tenants key.")
+    if holder.session:
+        raise StoreError("A session's key cannot start another session; sign in with the tenant's key.")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    expires = utcnow() + timedelta(seconds=seconds)
+    name = f"{holder.name[:80]}.session-{secrets.token_hex(4)}"
+    with Session(engine) as session, session.begin():
+        get_tenant(session, holder.tenant)
+        session.add(
+            ApiKey(id=str(uuid.uuid4()), name=name, tenant_id=holder.tenant, key_hash=key_hash(key), expires_at=expires)
+        )
+        record(
+            session.connection(), tenant=holder.tenant, actor=holder.name, action="session_started", new={"key": name}
+        )
+    return key, expires
+
+
+def end_session_key(engine: Engine, holder: KeyHolder) -> None:
+    """Sign-out: the session's key is revoked, so a copy of the cookie is worth nothing afterwards."""
+    if not holder.session:
+        raise StoreConflict("Only a session's key ends this way; revoke other keys with `provision api-key revoke`.")
+    revoke_key(engine, holder.name, actor=holder.name)
 
 
 def list_keys(engine: Engine) -> list[dict[str, Any]]:
@@ -91,11 +121,16 @@ def authenticate(engine: Engine, key: str) -> KeyHolder | None:
     digest = key_hash(key)
     with engine.connect() as conn:
         row = conn.execute(
-            select(ApiKey.name, ApiKey.tenant_id, ApiKey.key_hash, ApiKey.revoked_at).where(ApiKey.key_hash == digest)
+            select(ApiKey.name, ApiKey.tenant_id, ApiKey.key_hash, ApiKey.revoked_at, ApiKey.expires_at).where(
+                ApiKey.key_hash == digest
+            )
         ).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
         return None
-    return KeyHolder(name=row.name, tenant=row.tenant_id)
+    expires = row.expires_at
+    if expires is not None and expires <= utcnow():
+        return None
+    return KeyHolder(name=row.name, tenant=row.tenant_id, session=expires is not None)
 
 
 # ---- the audit log ---------------------------------------------------------------------------------
