@@ -97,7 +97,7 @@ def change_source(dataset: dict[str, Any], selected: set[str]) -> dict[str, str]
     }
 
 
-def run_demo(users: int = 300) -> int:
+def run_demo(users: int = 300, serve_port: int | None = None) -> int:
     from simulator.app import create_app
     from simulator.generator import generate_dataset
     from simulator.serve import running_simulator
@@ -173,14 +173,41 @@ def run_demo(users: int = 300) -> int:
             typer.echo("\n== Sync 2: after the changes")
             render_counts(sync_tenant(TENANT, trigger="cli"))
 
-    typer.echo("\nEmployees by status:")
-    for status, n in sorted(status_totals(engine, TENANT).items()):
-        typer.echo(f"  {status:<13} {n}")
-    for status in ("terminated", "non_matching"):
-        for row in list_employees(engine, TENANT, status):
-            typer.echo(f"  {status:<13} {row['email']} (link {row['link']})")
-    typer.echo(
-        f"\nDone in {time.monotonic() - started:.1f} s. Explore it with "
-        f"PROVISIONING_DATABASE_URL=sqlite:///{db_path} uv run provision employees {TENANT}"
-    )
+            typer.echo("\nEmployees by status:")
+            for status, n in sorted(status_totals(engine, TENANT).items()):
+                typer.echo(f"  {status:<13} {n}")
+            for status in ("terminated", "non_matching"):
+                for row in list_employees(engine, TENANT, status):
+                    typer.echo(f"  {status:<13} {row['email']} (link {row['link']})")
+            typer.echo(
+                f"\nDone in {time.monotonic() - started:.1f} s. Explore it with "
+                f"PROVISIONING_DATABASE_URL=sqlite:///{db_path} uv run provision employees {TENANT}"
+            )
+            if serve_port is not None:
+                serve_page(engine, base_url, serve_port)
     return 0
+
+
+def serve_page(engine: Any, simulator_url: str, port: int) -> None:
+    """The settings page on the demo tenant, with the simulator as Unified.to, until interrupted."""
+    import secrets
+
+    import uvicorn
+    from pydantic import SecretStr
+
+    from api.app import create_app as create_api
+    from store.access import create_key
+
+    public = f"http://127.0.0.1:{port}"
+    settings = get_settings().model_copy(
+        update={
+            "unified_base_url": simulator_url,
+            "unified_workspace_id": "ws-sim",
+            "state_secret": SecretStr(secrets.token_urlsafe(32)),
+            "public_url": public,
+        }
+    )
+    key = create_key(engine, "demo-settings-page", TENANT)
+    typer.echo(f"\nThe settings page of tenant {TENANT}: {public}/ui  (Ctrl-C stops it)")
+    typer.echo(f"Sign in with this key: {key}")
+    uvicorn.run(create_api(engine=engine, settings=settings), host="127.0.0.1", port=port, log_level="warning")

@@ -316,11 +316,16 @@ def simulator(
 
 
 @app.command()
-def demo(users: Annotated[int, typer.Option(help="Users of the simulated source.")] = 300) -> None:
-    """The main job on embedded defaults: simulator + SQLite, two syncs with source changes in between."""
+def demo(
+    users: Annotated[int, typer.Option(help="Users of the simulated source.")] = 300,
+    serve: Annotated[bool, typer.Option("--serve", help="Then serve the settings page on the result.")] = False,
+    port: Annotated[int, typer.Option(help="The settings page's port, with --serve.")] = 8000,
+) -> None:
+    """The main job on embedded defaults: simulator + SQLite, two syncs with source changes in between;
+    with --serve, then the settings page on the demo tenant (it prints the URL and a key to sign in)."""
     from cli.demo import run_demo
 
-    sys.exit(run_demo(users=users))
+    sys.exit(run_demo(users=users, serve_port=port if serve else None))
 
 
 app.command()(erase_command.erase)

@@ -277,7 +277,7 @@ def _routes(app: FastAPI) -> None:
         listed = await api_of(request).call("GET", f"/tenants/{q(tenant)}/runs", params={"limit": 50})
         return render(request, "runs.html", tenant=tenant, runs=listed["runs"])
 
-    @app.get("/ui/t/{tenant}/runs/{q(run_id)}", include_in_schema=False)
+    @app.get("/ui/t/{tenant}/runs/{run_id}", include_in_schema=False)
     async def run_page(request: Request, tenant: str, run_id: str) -> Response:
         offset = page_offset(request)
         api = api_of(request)
