@@ -171,6 +171,7 @@ class RunPage(BaseModel):
 class ChangeOut(BaseModel):
     run_id: str
     employee_id: int | None
+    employee_email: str | None = Field(description="The employee's email now (null once deleted or erased).")
     source_user_id: str | None
     action: str
     reason: str | None

@@ -467,8 +467,16 @@ def run_change_page(
     with Session(engine) as session:
         where = (RunChange.run_id == run_id, RunChange.tenant_id == tenant_id)
         total = int(session.scalar(select(func.count()).select_from(RunChange).where(*where)) or 0)
-        changes = session.scalars(select(RunChange).where(*where).order_by(RunChange.seq).offset(offset).limit(limit))
+        rows = session.execute(
+            select(RunChange, Employee.email)
+            .outerjoin(Employee, (Employee.id == RunChange.employee_id) & (Employee.tenant_id == tenant_id))
+            .where(*where)
+            .order_by(RunChange.seq)
+            .offset(offset)
+            .limit(limit)
+        )
+        columns = [c.name for c in RunChange.__table__.columns if c.name not in ("seq", "tenant_id")]
         return total, [
-            {c.name: getattr(change, c.name) for c in RunChange.__table__.columns if c.name not in ("seq", "tenant_id")}
-            for change in changes
+            {**{name: getattr(change, name) for name in columns}, "employee_email": email}  # email: who it is now
+            for change, email in rows
         ]

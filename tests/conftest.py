@@ -16,6 +16,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -51,6 +52,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         database_per_example = "engine" in fixtures and getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
         if runs_flows or database_per_example:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Keep the call's report on the test item, so a fixture's teardown can tell a failed test (the browser
+    tests save their screenshots then)."""
+    report = yield
+    if report.when == "call":
+        item.report_call = report  # type: ignore[attr-defined]
+    return report
 
 
 def _postgres_admin() -> psycopg.Connection:

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -43,6 +44,20 @@ NOTICES = {  # fixed sentences a redirect may name, so a crafted URL cannot put 
 }
 
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def when(value: str | None) -> str:
+    """An API time (ISO 8601 with offset) as a person reads it: `2026-11-29 15:36 UTC`."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = when
 
 
 class PageError(Exception):
