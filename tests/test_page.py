@@ -251,6 +251,7 @@ def test_an_admin_of_one_tenant_cannot_reach_another_and_a_form_without_its_toke
         browser.open(path)
         browser.step(f"reach {path}")
         assert "Unknown tenant" in browser.text(".error"), path
+        assert browser.link("Employees").get_attribute("href").endswith("/ui/t/acme/employees")  # links lead home
 
     # A form of acme's page pointed at globex (acme's own token included): the API refuses, nothing runs.
     browser.open("/ui/t/acme")

@@ -33,6 +33,7 @@ from domain.words import PROVIDERS, STATUSES
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "provisioning_session"
 SIGN_IN_COOKIE = "provisioning_sign_in"
+HOME_COOKIE = "provisioning_home"  # the signed-in tenant, for the links of an error page (never for access)
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 64 * 1024
 PROVIDER_NAMES = {"entra": "Microsoft Entra ID", "personio": "Personio", "google": "Google Workspace"}
@@ -163,8 +164,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PageError)
     async def _page_error(request: Request, exc: PageError) -> Response:
-        tenant = request.path_params.get("tenant")
-        return render(request, "error.html", status_code=exc.status, error=exc.detail, tenant=tenant)
+        home = request.cookies.get(HOME_COOKIE)  # not the tenant of the path, which may be another's
+        return render(request, "error.html", status_code=exc.status, error=exc.detail, tenant=home)
 
     _routes(app)
 
@@ -203,6 +204,9 @@ def _routes(app: FastAPI) -> None:
             path="/ui",
             max_age=8 * 3600,
         )
+        response.set_cookie(
+            HOME_COOKIE, session["tenant"], httponly=True, samesite="strict", secure=secure(request), path="/ui"
+        )
         response.delete_cookie(SIGN_IN_COOKIE, path="/ui")
         return response
 
@@ -213,6 +217,7 @@ def _routes(app: FastAPI) -> None:
             await api_of(request).call("DELETE", "/sessions/current")
         response = back_to("/ui?done=signed_out")
         response.delete_cookie(SESSION_COOKIE, path="/ui")
+        response.delete_cookie(HOME_COOKIE, path="/ui")
         return response
 
     @app.get("/ui/t/{tenant}", include_in_schema=False)
