@@ -579,13 +579,55 @@ def test_sync_json_stdout_stays_parseable_while_prefect_logs(
     assert "Flow run 'sync-acme'" in done.stderr  # Prefect did log, to stderr
 
 
+def serve_demo(home: Path, port: int) -> tuple[str, str]:
+    """`provision demo --serve` as a newcomer runs it: its output up to the key it prints, and the key; the
+    page is then checked as served, and the process stopped with Ctrl-C (SIGINT)."""
+    import time
+
+    import httpx
+
+    out = home / "demo.out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [provision_command(), "demo", "--serve", "--port", str(port)],
+            env=clean_env(home),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "Sign in with this key:" not in out.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, out.read_text()[-3000:]
+            time.sleep(0.5)
+        printed = out.read_text()
+        key = printed.split("Sign in with this key:")[1].split()[0]
+        assert f"http://127.0.0.1:{port}/ui" in printed
+        page = f"http://127.0.0.1:{port}"
+        for _ in range(50):  # uvicorn binds the port a moment after the line is printed
+            try:
+                assert "Sign in" in httpx.get(f"{page}/ui").text
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        session = httpx.post(f"{page}/sessions", headers={"Authorization": f"Bearer {key}"})
+        assert session.status_code == 201, session.text
+        cookie = {"Cookie": f"provisioning_session={session.json()['key']}"}
+        employees = httpx.get(f"{page}/ui/t/acme/employees?status=terminated", headers=cookie)
+        assert employees.status_code == 200 and 'class="status status-terminated"' in employees.text
+    finally:
+        proc.send_signal(2)  # SIGINT, as Ctrl-C
+        proc.wait(30)
+    return printed, key
+
+
 @pytest.mark.slow  # a real process importing Prefect and running two flows on its own ephemeral API
-def test_demo_runs_two_syncs_on_embedded_defaults_in_a_fresh_home(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [provision_command(), "demo"], env=clean_env(tmp_path), capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    first, second = done.stdout.split("== Sync 2")
+def test_demo_runs_two_syncs_on_embedded_defaults_in_a_fresh_home_then_serves_the_page(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    printed, _key = serve_demo(tmp_path, port)
+    first, second = printed.split("== Sync 2")
     assert "== Sync 1" in first and "succeeded" in first
     assert counts_in_text(first)["created"] > 0
     assert "succeeded" in second
