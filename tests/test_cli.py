@@ -7,10 +7,8 @@ A refused command must print one sentence on stderr, exit non-zero and leave the
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typer.testing import CliRunner, Result
 
 from cli.main import app
 from store.models import Base
+from tests.processes import clean_env, provision_command
 from tests.tables import db_state, rows_of
 from tests.upstreams import CONNECTION, TOKEN, Upstream
 from tests.wire import dataset, group, person
@@ -542,19 +541,6 @@ def test_simulator_refuses_a_missing_dataset_file(tmp_path: Path) -> None:
 
 
 # ---- real processes -----------------------------------------------------------------------------
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """This process's environment without the product's or Prefect's settings, its home in `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISIONING_", "PREFECT_", "UNIFIED_"))}
-    return {**env, "HOME": str(home), "PROVISIONING_DATA_DIR": str(home / "data")}
-
-
-def provision_command() -> Path:
-    """The installed `provision` console script of this environment."""
-    script = Path(sys.executable).with_name("provision")
-    assert script.is_file(), f"no console script at {script}: is the project installed (uv sync)?"
-    return script
 
 
 @pytest.mark.usefixtures("prefect_api")
