@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import polars as pl
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from admin.connect import ConnectError
-from domain.errors import ConflictError
+from domain.errors import ConflictError, UnavailableError
 from domain.schedules import Schedule
 from domain.words import INTEGRATION_TYPES, PROVIDERS
 from pipeline import read_groups, refresh_groups
@@ -24,7 +25,7 @@ from sources.unified import UnifiedConnection, delete_connection, read_connectio
 from store.access import audit, record
 from store.erase import erase_employee
 from store.locks import is_locked
-from store.models import Employee, Integration
+from store.models import Employee, Integration, SourceGroup
 from store.repo import (
     StoreConflict,
     StoreNotFound,
@@ -34,9 +35,11 @@ from store.repo import (
     get_tenant,
     integration_settings,
     pending_run,
+    schedule_dict,
     select_groups,
     set_guard,
     start_run,
+    status_totals,
 )
 from store.schedules import set_schedule
 from tasks.extract import SourceConfig
@@ -78,6 +81,7 @@ class Connected:
     connection_id: str
     users: int | None  # source users read while checking (None: not read)
     groups: int | None
+    note: str | None = None  # e.g. that the previous connection's group selection was cleared
 
 
 def connect_tenant(
@@ -109,11 +113,10 @@ def connect_tenant(
         )
         snapshot, flat = read_groups(None, config)
         listed, users, groups = flat.groups, snapshot.users.height, flat.groups.height
-    connect(engine, tenant, provider=provider, connection_id=connection_id, base_url=url, groups=listed)
-    audit(
-        engine, tenant=tenant, actor=actor, action="connected", new={"provider": provider, "connection": connection_id}
-    )
-    return Connected(tenant, provider, connection_id, users, groups)
+    _, note = connect(engine, tenant, provider=provider, connection_id=connection_id, base_url=url, groups=listed)
+    change = {"provider": provider, "connection": connection_id, **({"selection": "cleared"} if note else {})}
+    audit(engine, tenant=tenant, actor=actor, action="connected", new=change)
+    return Connected(tenant, provider, connection_id, users, groups, note)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,15 @@ def apply_schedule(engine: Engine, tenant: str) -> dict[str, list[str]] | None:
 
     if not prefect_server_configured():
         return None
-    return reconcile(engine, only_tenants=[tenant]).as_dict()
+    try:
+        return reconcile(engine, only_tenants=[tenant]).as_dict()
+    except (httpx.HTTPError, OSError) as exc:  # the server is down or unreachable; the stored schedule stands
+        from prefect.settings import PREFECT_API_URL
+
+        raise UnavailableError(
+            f"The schedule is saved, but the Prefect server at {PREFECT_API_URL.value()} could not be reached "
+            f"({type(exc).__name__}); `provision deploy` applies it once the server is up."
+        ) from None
 
 
 def fresh_groups(engine: Engine, tenant: str) -> pl.DataFrame:
@@ -317,4 +328,50 @@ def integration_view(engine: Engine, tenant: str) -> dict[str, Any]:
         "health": None if healthy is None else ("ok" if healthy else "failing"),
         "last_run": last,
         "updated_at": integration.updated_at.isoformat(),
+    }
+
+
+def tenant_overview(engine: Engine, tenant: str) -> dict[str, Any]:
+    """One tenant's state in one place (`provision tenant show`): its integration (state, provider,
+    connection, health), the selected groups with their names, the schedule, the guard's thresholds, the
+    employees per status and the last run. Selection and guard are None before the first connect."""
+    view = integration_view(engine, tenant)  # the tenant checked, and the integration as the API shows it
+    with Session(engine) as session:
+        row = get_tenant(session, tenant)
+        name, created_at = row.name, row.created_at.isoformat()
+        integration = session.get(Integration, tenant)
+        selection = guard = None
+        base_url = None
+        if integration is not None:
+            selected = list(integration.selected_group_ids)
+            names = dict(
+                session.execute(
+                    select(SourceGroup.group_id, SourceGroup.name).where(
+                        SourceGroup.tenant_id == tenant, SourceGroup.group_id.in_(selected)
+                    )
+                ).all()
+            )
+            selection = {
+                "all_users": integration.all_users,
+                "groups": [{"group_id": group_id, "name": names.get(group_id)} for group_id in selected],
+            }
+            guard = {"max_share": integration.guard_max_share, "min_count": integration.guard_min_count}
+            base_url = integration.base_url if integration.state == "active" else None
+        schedule = schedule_dict(integration)
+    return {
+        "tenant": tenant,
+        "name": name,
+        "created_at": created_at,
+        "integration": {
+            "state": view["state"],
+            "provider": view["provider"],
+            "connection_id": view["connection_id"],
+            "base_url": base_url,
+            "health": view["health"],
+        },
+        "selection": selection,
+        "schedule": schedule,
+        "guard": guard,
+        "employees": status_totals(engine, tenant),
+        "last_run": view["last_run"],
     }

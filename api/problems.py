@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from domain.errors import ConflictError, ExplainedError, NotFoundError
+from domain.errors import ConflictError, ExplainedError, NotFoundError, UnavailableError
 from sources.errors import SourceError
 from sources.hosts import SourceHostError
 
@@ -56,6 +56,8 @@ def status_of(exc: ExplainedError) -> int:
         return 422
     if isinstance(exc, SourceError):
         return 502
+    if isinstance(exc, UnavailableError):
+        return 503
     return 422
 
 

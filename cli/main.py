@@ -15,7 +15,16 @@ from rich.markup import escape
 
 from cli import erase as erase_command
 from cli import orchestration, service
-from cli.common import emit, engine, explained_errors, fail, render_counts, run_sync
+from cli.common import (
+    OneLineUsageErrors,
+    emit,
+    engine,
+    explained_errors,
+    fail,
+    quiet_prefect,
+    render_counts,
+    run_sync,
+)
 from domain.words import PROVIDERS, STATUSES
 from simulator.faults import FAULT_SPEC_HELP
 
@@ -29,8 +38,9 @@ app = typer.Typer(
     help="Keep each tenant's employees in step with its HR system or identity provider.",
     no_args_is_help=True,
     add_completion=False,
+    cls=OneLineUsageErrors,  # a usage mistake is one `Error:` line and exit code 1, like every refusal
 )
-tenant_app = typer.Typer(help="Create tenants.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Create tenants, list them, show one.", no_args_is_help=True)
 employee_app = typer.Typer(help="Manage employees by hand.", no_args_is_help=True)
 db_app = typer.Typer(help="The employee database.", no_args_is_help=True)
 run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
@@ -51,6 +61,92 @@ def tenant_add(
     with explained_errors():
         add_tenant(engine(), tenant, name)
     typer.echo(f"Tenant {tenant} created.")
+
+
+def _describe_schedule(schedule: dict[str, Any] | None) -> str:
+    from domain.schedules import Schedule
+
+    return "off" if schedule is None else Schedule(**schedule).describe()
+
+
+def _describe_run(run: dict[str, Any] | None) -> str:
+    if run is None:
+        return "none yet"
+    why = f" ({run['failed_stage'] or 'run'}: {run['error']})" if run["error"] else ""
+    dry = " (dry run)" if run["dry_run"] else ""
+    return f"{run['outcome']}{dry} at {run['started_at']}, run {run['run_id']}{why}"
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
+    """Every tenant: its integration, schedule and last run."""
+    from store.repo import list_tenants
+
+    with explained_errors():
+        rows = list_tenants(engine())
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            typer.echo("No tenants yet; create one with `provision tenant add TENANT`.")
+        for r in rows:
+            integration = r["integration"] + (f" ({r['provider']})" if r["provider"] else "")
+            last = r["last_run"]["outcome"] if r["last_run"] else "no runs"
+            schedule = _describe_schedule(r["schedule"])
+            typer.echo(f"{r['tenant']:<24} {integration:<24} {schedule:<36} {last:<17} {r['name']}")
+
+    emit(rows, as_json, render)
+
+
+@tenant_app.command("show")
+def tenant_show(
+    tenant: Annotated[str, typer.Argument(help="Tenant id, e.g. acme.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """One tenant's state in one place: integration, provider, connection, selection, schedule, guard,
+    employees per status, last run."""
+    from admin.operations import tenant_overview
+
+    with explained_errors():
+        overview = tenant_overview(engine(), tenant)
+
+    def render(o: dict[str, Any]) -> None:
+        i = o["integration"]
+        if i["state"] == "not_connected":
+            integration = f"not connected; connect it with `provision connect {tenant}`"
+        elif i["state"] == "active":
+            health = f", last run {i['health']}" if i["health"] else ""
+            integration = f"active: {i['provider']}, connection {i['connection_id']} at {i['base_url']}{health}"
+        else:
+            integration = f"{i['state']} (was {i['provider']}): nothing syncs"
+        selection = o["selection"]
+        if selection is None:
+            selected = "-"
+        elif selection["all_users"]:
+            selected = "all users"
+        elif selection["groups"]:
+            selected = ", ".join(f"{g['group_id']} ({g['name'] or 'no name'})" for g in selection["groups"])
+        else:
+            selected = f"no groups yet; choose them with `provision filter {tenant}`"
+        guard = o["guard"]
+        guarded = (
+            "-"
+            if guard is None
+            else f"stops a run that would flag more than {guard['max_share'] * 100:g}% of the employees "
+            f"and at least {guard['min_count']} of them"
+        )
+        totals = ", ".join(f"{status} {n}" for status, n in sorted(o["employees"].items())) or "none"
+        typer.echo(f"Tenant {o['tenant']} ({o['name']}), created {o['created_at']}")
+        for label, value in [
+            ("integration", integration),
+            ("selection", selected),
+            ("schedule", _describe_schedule(o["schedule"])),
+            ("guard", guarded),
+            ("employees", totals),
+            ("last run", _describe_run(o["last_run"])),
+        ]:
+            typer.echo(f"  {label:<12} {value}")
+
+    emit(overview, as_json, render)
 
 
 @employee_app.command("add")
@@ -99,6 +195,8 @@ def connect(
         )
     listed = f"; {done.users} users and {done.groups} groups listed" if done.users is not None else ""
     typer.echo(f"Tenant {tenant} connected to {provider} (connection {connection_id}){listed}.")
+    if done.note:
+        typer.echo(done.note)
 
 
 @app.command()
@@ -146,9 +244,12 @@ def sync(
         bool, typer.Option("--override-guard", help="Apply a run the mass-change guard would stop.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If another run syncs the tenant, wait for it to end.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also print Prefect's log lines of the run.")] = False,
 ) -> None:
     """Sync a tenant now and print the counts."""
-    result = run_sync(tenant, dry_run=dry_run, override_guard=override_guard)
+    quiet_prefect(verbose)
+    result = run_sync(tenant, dry_run=dry_run, override_guard=override_guard, wait_for_lock=wait)
     emit(result, as_json, render_counts)
 
 
@@ -210,6 +311,8 @@ def runs(tenant: str, as_json: Annotated[bool, typer.Option("--json", help="Prin
         rows = list_runs(engine(), tenant)
 
     def render(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            typer.echo(f"Tenant {tenant} has no runs yet; `provision sync {tenant}` starts one.")
         for r in rows:
             c = r["counts"] or {}
             summary = " ".join(
@@ -258,9 +361,9 @@ def disconnect(tenant: str) -> None:
 def db_upgrade() -> None:
     """Apply the database migrations (they also apply by themselves on first use)."""
     from settings import database_url
-    from store.db import redact, upgrade
+    from store.db import redact
 
-    upgrade(database_url())
+    engine()  # opening it applies what is missing, or says in one sentence why it cannot be opened
     typer.echo(f"Database {redact(database_url())} is up to date.")
 
 
@@ -299,20 +402,21 @@ def simulator(
             parse_fault_spec(spec)
         except ValueError as exc:
             fail(f"{exc}.")
-    run_simulator_command(
-        port=port,
-        users=users,
-        seed=seed,
-        dataset=dataset,
-        connection_id=connection_id,
-        token=token,
-        latency_ms=latency_ms,
-        faults=fault or [],
-        slow_seconds=slow_seconds,
-        workspace_id=workspace_id,
-        provider=provider,
-        auth_outcome=auth_outcome,  # type: ignore[arg-type]
-    )
+    with explained_errors():  # a dataset that cannot be served, a port that is taken
+        run_simulator_command(
+            port=port,
+            users=users,
+            seed=seed,
+            dataset=dataset,
+            connection_id=connection_id,
+            token=token,
+            latency_ms=latency_ms,
+            faults=fault or [],
+            slow_seconds=slow_seconds,
+            workspace_id=workspace_id,
+            provider=provider,
+            auth_outcome=auth_outcome,  # type: ignore[arg-type]
+        )
 
 
 @app.command()

@@ -13,7 +13,8 @@ def apply_to_prefect(tenant: str) -> None:
     """Reconcile the tenant's deployment now when a Prefect server is configured; else say how to."""
     from admin.operations import apply_schedule
 
-    done = apply_schedule(engine(), tenant)
+    with explained_errors():
+        done = apply_schedule(engine(), tenant)
     if done is None:
         typer.echo("No Prefect server configured (PREFECT_API_URL): run `provision deploy` against it to apply.")
         return
@@ -23,8 +24,13 @@ def apply_to_prefect(tenant: str) -> None:
 
 def schedule(
     tenant: str,
-    every: Annotated[str | None, typer.Option(help="Interval, e.g. 24h, 30m, 1d.")] = None,
-    cron: Annotated[str | None, typer.Option(help='Cron string, e.g. "0 3 * * *".')] = None,
+    every: Annotated[str | None, typer.Option(help="Interval, e.g. 24h, 30m, 1d; at least 5m.")] = None,
+    cron: Annotated[
+        str | None,
+        typer.Option(
+            help='Five-field cron string (minute hour day month weekday), e.g. "0 3 * * *"; at most every 5 min.'
+        ),
+    ] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA time zone of the schedule, e.g. Europe/Berlin.")] = None,
     off: Annotated[bool, typer.Option("--off", help="No automatic sync any more.")] = False,
     sync_now: Annotated[bool, typer.Option("--sync", help="Save, then run the first sync at once.")] = False,
@@ -79,6 +85,14 @@ def sync_all_command(
 
     if max_concurrent < 1:
         fail("--max-concurrent must be at least 1.")
+    if tenant:  # every named tenant must exist before a single run starts
+        from sqlalchemy.orm import Session
+
+        from store.repo import get_tenant
+
+        with explained_errors(), Session(engine()) as session:
+            for name in tenant:
+                get_tenant(session, name)
     with explained_errors():
         results = sync_all(tenants=tenant or None, dry_run=dry_run, max_concurrent=max_concurrent)
 

@@ -16,7 +16,10 @@ def describe(exc: BaseException) -> str:
     """What a run row, an artifact or a door may say about a failure."""
     if isinstance(exc, ExplainedError):
         return str(exc)
-    return f"unexpected {type(exc).__name__}; the worker's log has the traceback"
+    return (
+        f"unexpected {type(exc).__name__}; the flow run's log has the traceback "
+        "(the Prefect UI, or the terminal of `provision sync`)"
+    )
 
 
 class NotFoundError(ExplainedError):
@@ -25,3 +28,7 @@ class NotFoundError(ExplainedError):
 
 class ConflictError(ExplainedError):
     """The request is well formed but clashes with the current state (already exists, busy, not connected)."""
+
+
+class UnavailableError(ExplainedError):
+    """A service the request needs (the Prefect server) cannot be reached now; what was saved stays saved."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
@@ -61,11 +62,73 @@ def checked(cron: str | None, interval_seconds: int | None, timezone: str | None
         except (ZoneInfoNotFoundError, ValueError):
             raise ScheduleError(f"Unknown time zone {timezone!r}; use an IANA name such as Europe/Berlin.") from None
     if cron is not None:
+        fields = cron.split()
+        if len(fields) == 6:
+            raise ScheduleError(
+                f"{cron!r} has six fields, and Prefect would read the first as seconds; write five "
+                '(minute hour day-of-month month day-of-week), like "0 3 * * *".'
+            )
+        if len(fields) != 5:
+            raise ScheduleError(
+                f'{cron!r} is not five fields (minute hour day-of-month month day-of-week); write it like "0 3 * * *".'
+            )
+        cron = " ".join(fields)
         try:
             CronSchedule(cron=cron, timezone=timezone)
         except ValidationError:
             raise ScheduleError(f'{cron!r} is not a cron schedule; write it like "0 3 * * *".') from None
+        gap = shortest_cron_gap(cron)
+        if gap < MIN_INTERVAL_SECONDS:  # the same minimum as for an interval
+            shortest = MIN_INTERVAL_SECONDS // 60
+            raise ScheduleError(
+                f"Cron {cron!r} runs as often as every {gap} s; the shortest interval is {shortest} min."
+            )
     return Schedule(cron=cron, interval_seconds=interval_seconds, timezone=timezone)
+
+
+_DAY_MINUTES = 24 * 60
+
+
+def shortest_cron_gap(cron: str) -> int:
+    """The shortest time in seconds between two consecutive fire times of a valid five-field cron string;
+    a day when it fires at most once a day.
+
+    A cron string fires at the same times of day on every day its day fields allow, so the gaps are those
+    between its times of day, and the one across midnight (the day's last time to the next day's first)
+    when two consecutive days both fire. Computed from the expanded fields rather than by stepping through
+    fire times: every 5 minutes for a year is 105,000 steps. Wall-clock time: a daylight-saving change
+    can shorten one gap a year (the tenant's lock still keeps two runs from overlapping).
+    """
+    from prefect._vendor.croniter import croniter
+
+    minute_field, hour_field = croniter(cron).expanded[:2]
+    minutes = range(60) if minute_field == ["*"] else minute_field
+    hours = range(24) if hour_field == ["*"] else hour_field
+    times = sorted({int(h) * 60 + int(m) for h in hours for m in minutes})
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    across_midnight = _DAY_MINUTES - times[-1] + times[0]
+    if across_midnight < min(gaps, default=_DAY_MINUTES) and _fires_on_consecutive_days(cron):
+        gaps.append(across_midnight)
+    return 60 * min(gaps, default=_DAY_MINUTES)
+
+
+def _fires_on_consecutive_days(cron: str) -> bool:
+    """Whether the day fields of `cron` ever allow two days in a row, looked up over 28 years: the
+    Gregorian calendar's cycle of weekdays and leap days, so "the 13th or a Friday" and "Feb 29" count."""
+    from prefect._vendor.croniter import CroniterBadDateError, croniter
+
+    days = croniter("0 0 " + " ".join(cron.split()[2:]), datetime(2028, 1, 1))
+    end = datetime(2028 + 28, 1, 1)
+    try:
+        previous = days.get_next(datetime)
+        while previous < end:
+            day = days.get_next(datetime)
+            if day - previous == timedelta(days=1):
+                return True
+            previous = day
+    except CroniterBadDateError:  # day fields no date meets (Feb 30): it never fires at all
+        return False
+    return False
 
 
 def period_seconds(schedule: Schedule, around: datetime) -> float:

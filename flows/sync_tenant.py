@@ -15,7 +15,7 @@ from pipeline import PlannedRun, Progress, Stages, sync_run
 from store.db import make_engine
 from store.locks import TenantBusyError, tenant_lock
 from store.models import Integration, utcnow
-from store.repo import StoreError, adopt_run, finish_run, integration_settings, start_run
+from store.repo import StoreError, adopt_run, finish_run, integration_settings, load_committed, start_run
 from store.schedules import schedule_of
 from tasks.extract import extract_task
 from tasks.filter import filter_task
@@ -90,21 +90,37 @@ def run_stages(
 ) -> dict[str, Any]:
     """The stages of one run under the tenant's lock; the run row says where a failure happened."""
     tenant = integration.tenant_id
-    progress = Progress(log=get_run_logger().info)
+    logger = get_run_logger()
+    progress = Progress(log=logger.info)
+    planned: PlannedRun | None = None
+    outcome = "succeeded"
     try:
         planned = sync_run(
             engine, integration, run_id, dry_run=dry_run, override_guard=override_guard, stages=TASKS, progress=progress
         )
         outcome = "stopped_by_guard" if planned.stop_reason else "succeeded"
         progress.step("report", lambda _: f"run {outcome}", _report, engine, tenant, run_id, planned, outcome, dry_run)
-    except Exception as exc:
-        stage, reason = progress.failed_stage, describe(exc)
-        finish_run(engine, run_id, outcome="failed", failed_stage=stage, error=reason)
-        markdown = failure_markdown(
-            tenant=tenant, run_id=run_id, stage=stage, reason=reason, not_done=progress.not_done
-        )
-        publish(tenant, {}, markdown)
-        raise
+    except BaseException as exc:  # an interrupt (Ctrl-C, a stop signal) too: the run row must say what happened
+        interrupted = not isinstance(exc, Exception)
+        stage = progress.failed_stage
+        reason = "interrupted (Ctrl-C or a stop signal)" if interrupted else describe(exc)
+        if stage == "report" or (stage == "load" and load_committed(engine, run_id)):
+            # The load committed: the table holds what the counts say, whatever happened to the report.
+            note = f"The load committed; reporting the run then failed: {reason}."
+            finish_run(engine, run_id, outcome=outcome, counts=planned.counts if planned else None, error=note)
+            logger.warning(note)
+            if interrupted or planned is None:
+                raise
+        else:
+            if interrupted:
+                reason = f"Interrupted during {stage}: nothing was written to the employee table."
+            finish_run(engine, run_id, outcome="failed", failed_stage=stage, error=reason)
+            if not interrupted:  # after an interrupt, the orchestrator may be gone: no artifact then
+                markdown = failure_markdown(
+                    tenant=tenant, run_id=run_id, stage=stage, reason=reason, not_done=progress.not_done
+                )
+                _publish_quietly(tenant, markdown)
+            raise
     if planned.stop_reason:
         raise GuardTripped(f"tenant {tenant}: {planned.stop_reason}; re-run with override_guard=True to apply it")
     return {
@@ -114,6 +130,14 @@ def run_stages(
         "counts": planned.counts,
         "totals": totals(planned.plan),
     }
+
+
+def _publish_quietly(tenant: str, markdown: str) -> None:
+    """The failure's artifact, unless the orchestrator cannot take it: the run row has said it already."""
+    try:
+        publish(tenant, {}, markdown)
+    except Exception as exc:  # the failure that is being reported matters more than its artifact
+        get_run_logger().warning("the failure's artifact was not published: %s", describe(exc))
 
 
 def _report(engine: Engine, tenant: str, run_id: str, planned: PlannedRun, outcome: str, dry_run: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import cast
 
@@ -53,11 +54,25 @@ def get_settings() -> Settings:
     return Settings()
 
 
+# The schemes libpq and most hosting platforms hand out for PostgreSQL. SQLAlchemy knows no `postgres` dialect
+# and reads a bare `postgresql://` as psycopg2, which is not installed: both mean the psycopg 3 driver here.
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+POSTGRES_DRIVER_SCHEME = "postgresql+psycopg://"
+
+
 def database_url(settings: Settings | None = None) -> str:
+    """The employee database's SQLAlchemy URL: `PROVISIONING_DATABASE_URL`, else a SQLite file in the data dir.
+
+    A `postgres://` or `postgresql://` URL is read as `postgresql+psycopg://` (the one driver installed).
+    """
     settings = settings or get_settings()
-    if settings.database_url:
-        return settings.database_url
-    return f"sqlite:///{settings.data_dir / 'provisioning.db'}"
+    if not settings.database_url:
+        return f"sqlite:///{settings.data_dir / 'provisioning.db'}"
+    url = settings.database_url.strip()
+    for scheme in POSTGRES_SCHEMES:
+        if url.lower().startswith(scheme):
+            return POSTGRES_DRIVER_SCHEME + url[len(scheme) :]
+    return url
 
 
 SECRET_BLOCK_NAME = "unified-api-token"
@@ -67,14 +82,28 @@ class MissingTokenError(ExplainedError):
     """No Unified.to token is configured."""
 
 
+def prefect_api_configured() -> bool:
+    """Whether a Prefect server is named (`PREFECT_API_URL`, from the environment or the Prefect profile)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"))
+
+
 def unified_token() -> SecretStr:
-    """The Unified.to workspace token: `UNIFIED_API_TOKEN`, else the Prefect Secret block `unified-api-token`.
+    """The Unified.to workspace token: `UNIFIED_API_TOKEN`, else the Prefect Secret block `unified-api-token` on
+    the Prefect server `PREFECT_API_URL` names (with none named, a missing variable is said at once).
 
     Unwrapped only where the Authorization header is built; never logged, stored or returned.
     """
     token = UnifiedCredentials().unified_api_token
     if token is not None and token.get_secret_value():
         return token
+    if not prefect_api_configured():
+        # Without a server to ask, Prefect would start a temporary one (15-20 s) only to find no block there.
+        raise MissingTokenError(
+            "UNIFIED_API_TOKEN is not set (and without PREFECT_API_URL there is no Prefect server to read the "
+            f"Secret block {SECRET_BLOCK_NAME!r} from): set UNIFIED_API_TOKEN to the Unified.to workspace API token."
+        )
     try:
         from prefect.blocks.system import Secret
 

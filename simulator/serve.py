@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
+from domain.errors import ExplainedError
 from simulator.app import create_app
 from simulator.connections import AuthOutcome, integration_type_of
 from simulator.faults import FaultPlan, parse_fault_spec
@@ -39,16 +40,15 @@ def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
     )
 
 
-def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve `app` until interrupted (Ctrl-C)."""
-    uvicorn.Server(_config(app, host, port)).run()
+class ListenError(ExplainedError):
+    """The simulator's address cannot be listened on: the port is taken, out of range or not ours to bind."""
 
 
-@contextlib.contextmanager
-def running_simulator(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve `app` on a background thread; yield its base URL once it accepts connections; stop on exit.
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (`host`, `port`; 0: a free port), or a ListenError saying why not.
 
-    `port=0` picks a free port (the socket is bound here, before uvicorn starts, so there is no race).
+    Bound before anything says "listening", so that a port already in use is a sentence and not a line of
+    success followed by uvicorn's error.
     """
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
     # and without it every keep-alive response waits ~40 ms on Nagle + delayed ACK.
@@ -57,6 +57,32 @@ def running_simulator(app: Starlette, host: str = "127.0.0.1", port: int = 0) ->
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+    except OverflowError:  # Python's own check of the number, before the OS sees it
+        sock.close()
+        raise ListenError(f"Cannot listen on port {port}: a port is a number from 0 to 65535.") from None
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port.") from exc
+    return sock
+
+
+def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve `app` until interrupted (Ctrl-C); a ListenError when the port cannot be bound."""
+    sock = bound_socket(host, port)
+    try:
+        uvicorn.Server(_config(app, host, sock.getsockname()[1])).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def running_simulator(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` on a background thread; yield its base URL once it accepts connections; stop on exit.
+
+    `port=0` picks a free port (the socket is bound here, before uvicorn starts, so there is no race).
+    """
+    sock = bound_socket(host, port)
+    try:
         bound_port = sock.getsockname()[1]
         server = uvicorn.Server(_config(app, host, bound_port))
         errors: list[BaseException] = []
@@ -128,6 +154,10 @@ def run_simulator_command(
     extras = "".join(
         [f", {latency_ms:g} ms latency" if latency_ms else "", f", faults {' '.join(faults)}" if faults else ""]
     )
+    # A port that is taken is refused before anything says "listening": bound here once, let go, and bound
+    # again by serve() a moment later (port 0 becomes the free port found here, so the line names it).
+    with bound_socket(host, port) as probe:
+        port = probe.getsockname()[1]
     print(
         f"Unified.to HRIS simulator listening on http://{host}:{port} with {what}{extras}: "
         f"connection id {connection_id} ({integration_type}), workspace {workspace_id}, "

@@ -21,9 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from domain.errors import ExplainedError
 from simulator.faults import PathKind
 
 Dataset = Mapping[str, Any]
+DATASET_KEYS = ("employees", "groups")
+
+
+class DatasetError(ExplainedError, ValueError):
+    """A dataset the simulator cannot serve: not JSON, not an object, no `employees` or `groups` list.
+
+    A ValueError too, so that a half-written file met on a reload is still waited out (SimulatorSource.current).
+    """
 
 
 def _project(record: Any, fields: set[str]) -> Any:
@@ -73,13 +82,25 @@ class TenantData:
     group: Listing
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset) -> TenantData:
+    def from_dataset(cls, dataset: Dataset, *, name: str = "The dataset") -> TenantData:
+        """The listings of `dataset`; a DatasetError (its sentence begins with `name`) when it is no dataset.
+
+        Either list may be missing (an empty listing), but not both, and no other key may stand beside them:
+        `{"foo": 1}` or a misspelt `"employee"` would otherwise serve an empty tenant without a word.
+        """
         if not isinstance(dataset, Mapping):
-            raise ValueError("a dataset is an object with 'employees' and 'groups' lists")
+            raise DatasetError(
+                f"{name} is a JSON {_json_kind(dataset)}, not an object with 'employees' and 'groups' lists."
+            )
+        unknown = [str(key) for key in dataset if key not in DATASET_KEYS]
+        if unknown or not dataset:
+            said = f"has the unknown key(s) {', '.join(map(repr, unknown))}" if unknown else "is an empty object"
+            raise DatasetError(f"{name} {said}; a dataset is an object with 'employees' and 'groups' lists.")
         employees = dataset.get("employees", [])
         groups = dataset.get("groups", [])
-        if not isinstance(employees, list) or not isinstance(groups, list):
-            raise ValueError("a dataset's 'employees' and 'groups' must be lists")
+        for key, value in (("employees", employees), ("groups", groups)):
+            if not isinstance(value, list):
+                raise DatasetError(f"{name}'s {key!r} is a JSON {_json_kind(value)}, not a list.")
         return cls(employee=Listing(list(employees)), group=Listing(list(groups)))
 
     def listing(self, kind: PathKind) -> Listing:
@@ -131,7 +152,24 @@ class SimulatorSource:
     def _load_file(self) -> TenantData:
         if self._path is None:
             raise RuntimeError("this simulator source serves a dataset in memory, not a file")
-        st = self._path.stat()
-        data = TenantData.from_dataset(json.loads(self._path.read_bytes()))
+        name = f"The dataset file {self._path}"
+        try:
+            st = self._path.stat()
+            body = self._path.read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"{name} cannot be read: {exc.strerror or exc}.") from exc
+        try:
+            content = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{name} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+        except ValueError:  # not UTF-8 (nor UTF-16/32)
+            raise DatasetError(f"{name} is not JSON: it is not UTF-8 text.") from None
+        data = TenantData.from_dataset(content, name=name)
         self._stat = (st.st_mtime_ns, st.st_size)
         return data
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON calls the type of a decoded value ("array", "string", ...), for a message."""
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", dict: "object"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)

@@ -66,6 +66,11 @@ def retry_after_seconds(response: httpx.Response, now: Callable[[], float] = tim
     return max(0.0, when.timestamp() - now())
 
 
+def _shown(url: httpx.URL) -> str:
+    """The URL of a request without its query, for a message: which host and path were asked."""
+    return str(url.copy_with(query=None))
+
+
 class SourceHttp:
     """The HTTP side of a source client: GETs under `base_url` + `prefix` with a bearer token.
 
@@ -201,8 +206,12 @@ class SourceHttp:
             except httpx.TimeoutException as exc:
                 cause = f"timed out ({type(exc).__name__})"
                 wait = self._backoff(attempt)
+            except httpx.UnsupportedProtocol as exc:  # a URL no retry can make work (hosts.py refuses them first)
+                raise SourceRequestError(
+                    f"{self.upstream} cannot be reached at {_shown(url)} {self.where}: {exc}", tenant=self.tenant
+                ) from None
             except httpx.TransportError as exc:
-                cause = f"connection failed ({type(exc).__name__})"
+                cause = f"connection failed ({type(exc).__name__}{f': {exc}' if str(exc) else ''})"
                 wait = self._backoff(attempt)
             else:
                 status = response.status_code
@@ -215,15 +224,15 @@ class SourceHttp:
                     retry_after = retry_after_seconds(response)
                     wait = self._backoff(attempt) if retry_after is None else retry_after
                 else:
-                    self._raise_permanent(status, path)
+                    self._raise_permanent(status, path, url)
             if attempt < self.max_attempts:
                 self._pause_all(min(wait, self.backoff_max))
         raise TransientSourceError(
-            f"{self.upstream} {path} {self.where} still failing after {self.max_attempts} attempts: {cause}",
+            f"{self.upstream} at {_shown(url)} {self.where} still failing after {self.max_attempts} attempts: {cause}",
             tenant=self.tenant,
         )
 
-    def _raise_permanent(self, status: int, path: str) -> None:
+    def _raise_permanent(self, status: int, path: str, url: httpx.URL) -> None:
         upstream, where = self.upstream, self.where
         if status in (401, 403):
             raise SourceAuthError(
@@ -234,7 +243,7 @@ class SourceHttp:
             )
         if status == 404:
             raise SourceNotFoundError(
-                f"{upstream} does not know {path} ({status}) {where}: wrong connection id?",
+                f"{upstream} does not know {_shown(url)} ({status}) {where}: wrong connection id?",
                 tenant=self.tenant,
                 status=status,
             )

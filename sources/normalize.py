@@ -21,9 +21,8 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from domain.emails import is_valid_email, normalize_email
+from domain.names import CONTROL_CHARACTERS, MAX_NAME_LENGTH, NAME_HAS_CONTROL_CHARACTERS, NAME_TOO_LONG
 from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, USER_SCHEMA, SourceSnapshot
-
-MAX_NAME_LENGTH = 200
 
 # Problems, as they appear in reports. They identify nothing personal.
 MISSING_ID = "missing id"
@@ -31,8 +30,8 @@ ID_NOT_STRING = "id is not a string"
 NOT_AN_OBJECT = "record is not an object"
 NO_EMAIL = "no work or other email"
 INVALID_EMAIL = "email is not a valid address"
-CONTROL_CHARS = "name contains control characters"
-NAME_TOO_LONG = f"name longer than {MAX_NAME_LENGTH} characters"
+# The name rules are domain/names.py's, shared with employees created by hand.
+CONTROL_CHARS = NAME_HAS_CONTROL_CHARACTERS
 UNKNOWN_STATUS = "unknown employment_status"
 
 
@@ -109,8 +108,8 @@ def pick_email(emails: Sequence[HrisEmail] | None) -> str | None:
 
 # ---- names ------------------------------------------------------------------------------------
 
-# C0 and C1 control characters: never stored in a name.
-_CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f]"
+# C0 and C1 control characters: never stored in a name (domain/names.py).
+_CONTROL_PATTERN = CONTROL_CHARACTERS
 _CONTROL = re.compile(_CONTROL_PATTERN)
 
 

@@ -49,7 +49,7 @@ def advisory_key(tenant_id: str) -> int:
 def busy_message(tenant_id: str) -> str:
     return (
         f"Tenant {tenant_id!r} is already being synced by another run; this run was refused "
-        "(start it with wait_for_lock to wait for the other run instead)."
+        "(to wait for it instead: `provision sync --wait`, or the flow's wait_for_lock parameter)."
     )
 
 

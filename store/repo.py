@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from domain.emails import is_valid_email, normalize_email
 from domain.errors import ConflictError, ExplainedError, NotFoundError
+from domain.names import person_name
 from schemas.employees import EMPLOYEE_SCHEMA
 from store.bulk import copy_out
 from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
@@ -59,6 +60,46 @@ def add_tenant(engine: Engine, tenant_id: str, name: str | None = None) -> Tenan
     return tenant
 
 
+def list_tenants(engine: Engine) -> list[dict[str, Any]]:
+    """Every tenant by id, with its integration's state, provider and schedule and its newest run: two
+    queries, however many tenants there are."""
+    with Session(engine) as session:
+        tenants = session.execute(
+            select(Tenant, Integration).outerjoin(Integration, Integration.tenant_id == Tenant.id).order_by(Tenant.id)
+        ).all()
+        newest = select(Run.tenant_id, func.max(Run.started_at).label("started_at")).group_by(Run.tenant_id).subquery()
+        last_runs = {
+            run.tenant_id: _run_dict(run)
+            for run in session.scalars(
+                select(Run).join(
+                    newest, (Run.tenant_id == newest.c.tenant_id) & (Run.started_at == newest.c.started_at)
+                )
+            )
+        }
+        return [
+            {
+                "tenant": tenant.id,
+                "name": tenant.name,
+                "integration": "not_connected" if integration is None else integration.state,
+                "provider": None if integration is None else integration.provider,
+                "schedule": schedule_dict(integration),
+                "last_run": last_runs.get(tenant.id),
+            }
+            for tenant, integration in tenants
+        ]
+
+
+def schedule_dict(integration: Integration | None) -> dict[str, Any] | None:
+    """The integration's stored schedule as the doors print it (None: no automatic sync)."""
+    if integration is None or (integration.schedule_cron is None and integration.schedule_interval_seconds is None):
+        return None
+    return {
+        "cron": integration.schedule_cron,
+        "interval_seconds": integration.schedule_interval_seconds,
+        "timezone": integration.schedule_timezone,
+    }
+
+
 def active_integration(session: Session, tenant_id: str) -> Integration:
     get_tenant(session, tenant_id)
     integration = session.get(Integration, tenant_id)
@@ -78,8 +119,13 @@ def connect(
     base_url: str,
     source: str = "unified",
     groups: pl.DataFrame | None = None,
-) -> Integration:
-    """Save the tenant's one integration, with the flat group list read while checking it (when given)."""
+) -> tuple[Integration, str | None]:
+    """Save the tenant's one integration, with the flat group list read while checking it (when given).
+
+    A new connection keeps the group selection only when every selected group is in the new source's list;
+    otherwise it starts with none (and "All users" is chosen again too). The sentence saying so comes back
+    with the integration (None when nothing was cleared)."""
+    cleared: str | None = None
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
             get_tenant(session, tenant_id)
@@ -100,6 +146,13 @@ def connect(
                 raise StoreConflict(
                     f"Tenant {tenant_id!r} is already connected to {integration.connection_id!r}; disconnect it first."
                 )
+            elif integration.state == "active" and integration.provider != provider:
+                raise StoreConflict(
+                    f"Tenant {tenant_id!r} is connected to {integration.provider} through {connection_id!r}, "
+                    f"not {provider}; disconnect it first to connect {provider}."
+                )
+            elif integration.connection_id != connection_id:  # another source than the one selected in
+                cleared = _selection_for_new_source(integration, groups)
             integration.source = source
             integration.provider = provider
             integration.connection_id = connection_id
@@ -113,7 +166,23 @@ def connect(
             raise
         # the unique index: another tenant connected it in the meantime
         raise StoreConflict(f"Connection {connection_id!r} is already connected to another tenant.") from None
-    return integration
+    return integration, cleared
+
+
+def _selection_for_new_source(integration: Integration, groups: pl.DataFrame | None) -> str | None:
+    """Keep a selection whose groups are all in the new source; else clear it. The sentence if cleared."""
+    selected = list(integration.selected_group_ids or [])
+    if not selected and not integration.all_users:
+        return None  # nothing chosen: nothing to clear
+    known = set(groups["group_id"].to_list()) if groups is not None else set()
+    if selected and not integration.all_users and set(selected) <= known:
+        return None
+    integration.selected_group_ids = []
+    integration.all_users = False
+    return (
+        "The group selection of the previous connection was cleared: choose the groups to sync "
+        "(or all users) before the next sync."
+    )
 
 
 def disconnect(engine: Engine, tenant_id: str) -> int:
@@ -185,6 +254,9 @@ def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str,
     email = email.strip()
     if not is_valid_email(email):  # the same syntax rule as for source users' emails
         raise StoreError(f"{email!r} is not an email address.")
+    # The same name rules as for source users (domain/names.py): what a sync would quarantine is refused here.
+    first_name, last_name = person_name(first_name, "first name"), person_name(last_name, "last name")
+    display_name = person_name(f"{first_name} {last_name}", "full name (first and last name together)")
     with Session(engine, expire_on_commit=False) as session, session.begin():
         get_tenant(session, tenant_id)
         norm = normalize_email(email)
@@ -197,7 +269,7 @@ def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str,
             email_norm=norm,
             first_name=first_name,
             last_name=last_name,
-            display_name=f"{first_name} {last_name}".strip(),
+            display_name=display_name,
             status="unmanaged",
         )
         session.add(employee)
@@ -350,6 +422,12 @@ def finish_run(
         values["counts"] = counts
     with engine.begin() as conn:
         conn.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def load_committed(engine: Engine, run_id: str) -> bool:
+    """Whether the run's load committed: its changes are written in the load's own transaction."""
+    with engine.connect() as conn:
+        return conn.execute(select(RunChange.run_id).where(RunChange.run_id == run_id).limit(1)).first() is not None
 
 
 def list_runs(engine: Engine, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:

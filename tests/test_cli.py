@@ -136,6 +136,8 @@ def connected_tenant(upstream: Upstream, *groups: str) -> None:
 
 COMMANDS = [
     ["tenant", "add"],
+    ["tenant", "list"],
+    ["tenant", "show"],
     ["employee", "add"],
     ["connect"],
     ["groups"],
@@ -557,7 +559,11 @@ def test_sync_json_stdout_stays_parseable_while_prefect_logs(
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),  # the test harness's server, not a new one
     }
     done = subprocess.run(
-        [provision_command(), "sync", "acme", "--json"], env=env, capture_output=True, text=True, timeout=120
+        [provision_command(), "sync", "acme", "--json", "--verbose"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 import psycopg
 import pytest
@@ -19,7 +18,7 @@ from sqlalchemy import Engine, insert, select
 from store.locks import TenantBusyError, advisory_key, tenant_lock
 from store.models import TenantLock, utcnow
 from tests.tables import employee_count, runs_of
-from tests.upstreams import TOKEN, in_one_group, serving, setup_tenant
+from tests.upstreams import TOKEN, Gate, in_one_group, serving, setup_tenant
 from tests.wire import person
 
 # ---- the lock on its own ----------------------------------------------------------------------
@@ -124,29 +123,6 @@ def test_sqlite_lease_is_renewed_while_held(engine: Engine) -> None:
 
 
 # ---- two real flow runs of one tenant ---------------------------------------------------------
-
-
-class Gate:
-    """ASGI middleware that holds the first employee request until the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-        self.entered = threading.Event()
-        self.open = threading.Event()
-        self._first = True
-
-    def around(self, app: Any) -> Gate:
-        self.app = app
-        return self
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].endswith("/employee") and self._first:
-            import anyio
-
-            self._first = False
-            self.entered.set()
-            await anyio.to_thread.run_sync(self.open.wait, 60)
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ The `upstream` fixture (tests/conftest.py) serves one of these, empty, with `UNI
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,3 +111,26 @@ def sync(tenant: str = "acme", **kw: Any) -> dict[str, Any]:
     from flows.sync_tenant import sync_tenant
 
     return sync_tenant(tenant, **kw)
+
+
+class Gate:
+    """ASGI middleware that holds the first employee request until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.entered = threading.Event()
+        self.open = threading.Event()
+        self._first = True
+
+    def around(self, app: Any) -> Gate:
+        self.app = app
+        return self
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/employee") and self._first:
+            import anyio
+
+            self._first = False
+            self.entered.set()
+            await anyio.to_thread.run_sync(self.open.wait, 60)
+        await self.app(scope, receive, send)
