@@ -32,7 +32,7 @@ from sources.hosts import UNIFIED_REGIONS
 from store.access import audit_entries, create_session_key, end_session_key
 from store.db import make_engine
 from store.models import Tenant
-from store.repo import employee_page, list_runs, run_change_page, tenant_run
+from store.repo import employee_page, list_runs, run_change_page, stored_groups, tenant_run
 from web import pages
 
 MAX_BODY_BYTES = 64 * 1024
@@ -108,6 +108,7 @@ class GroupOut(BaseModel):
     name: str | None
     parent_id: str | None
     member_count: int
+    refreshed_at: datetime | None = Field(None, description="When the source was read (stored lists only).")
 
 
 class ScheduleIn(Strict):
@@ -452,8 +453,17 @@ def _routes(app: FastAPI) -> None:
         return DisconnectedOut(employees_unmanaged=done.employees, revoked_at_unified=done.revoked_at_unified)
 
     @app.get("/tenants/{tenant}/groups", response_model=list[GroupOut], responses=ERRORS, tags=["settings"])
-    def groups(request: Request, tenant: TenantId) -> list[GroupOut]:
-        """The source's groups, flattened, fresh from the source, with member counts."""
+    def groups(
+        request: Request,
+        tenant: TenantId,
+        fresh: Annotated[
+            bool, Query(description="Read the source now (default), or answer the list its last read stored.")
+        ] = True,
+    ) -> list[GroupOut]:
+        """The source's groups, flattened, with member counts: fresh from the source (which reads all its users:
+        seconds for a large tenant), or as stored by the last read (connect, a sync, a fresh list)."""
+        if not fresh:
+            return [GroupOut.model_validate(row) for row in stored_groups(engine_of(request), tenant)]
         listed = ops.fresh_groups(engine_of(request), tenant)
         return [GroupOut.model_validate(row) for row in listed.to_dicts()]
 

@@ -325,6 +325,20 @@ def replace_groups(engine: Engine, tenant_id: str, groups: pl.DataFrame) -> None
         _replace_groups(conn, tenant_id, groups)
 
 
+def stored_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
+    """The group list as the last read of the source left it (connect, a sync, a refresh), by name, each with
+    when it was read: what a page shows without reading the whole source again."""
+    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)
+    with Session(engine) as session:
+        get_tenant(session, tenant_id)
+        rows = session.execute(
+            select(*columns, SourceGroup.refreshed_at)
+            .where(SourceGroup.tenant_id == tenant_id)
+            .order_by(SourceGroup.name, SourceGroup.group_id)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
 def _replace_groups(conn: Connection, tenant_id: str, groups: pl.DataFrame) -> None:
     now = utcnow()
     columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)

@@ -93,6 +93,9 @@ def test_the_seeds_whole_setup_flow_through_http_only(service: Service) -> None:
 
         groups = {g["group_id"]: g for g in api.get("/tenants/acme/groups").json()}
         assert groups["g-root"]["member_count"] == 6 and groups["g-ops"]["name"] == "Operations"
+        stored = api.get("/tenants/acme/groups", params={"fresh": "false"}).json()  # as the last read left it
+        assert {g["group_id"]: g["member_count"] for g in stored} == {k: g["member_count"] for k, g in groups.items()}
+        assert all(g["refreshed_at"] for g in stored)
 
         saved = api.put("/tenants/acme/settings", json={"group_ids": ["g-root"], "sync": True})
         assert saved.status_code == 202, saved.text

@@ -131,6 +131,12 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
     assert "Connected to Microsoft Entra ID" in browser.text()
     assert browser.find("#provider").text == "Microsoft Entra ID"
 
+    # The group list is the one the connect read; read it again on request.
+    listings = sum(1 for seen in service.simulator.requests if seen.kind == "employee")
+    browser.button("Read the group list again").click()
+    browser.wait_for(lambda: "read from the source just now" in browser.text(), what="the group list read again")
+    assert sum(1 for seen in service.simulator.requests if seen.kind == "employee") > listings
+
     # Filter settings: every flattened group with its parent and member count; the search box narrows.
     listed = {cells[1]: cells[2:] for cells in (cells_of(r) for r in rows(browser, "groups"))}
     assert listed == {

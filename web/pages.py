@@ -39,6 +39,7 @@ MAX_FORM_BYTES = 64 * 1024
 PROVIDER_NAMES = {"entra": "Microsoft Entra ID", "personio": "Personio", "google": "Google Workspace"}
 NOTICES = {  # fixed sentences a redirect may name, so a crafted URL cannot put words on the page
     "saved": "Settings saved.",
+    "groups_read": "The group list was read from the source just now.",
     "deleted": "The employee was deleted.",
     "signed_out": "You are signed out.",
     "session_ended": "Your session ended; sign in again.",
@@ -242,13 +243,18 @@ def _routes(app: FastAPI) -> None:
         }
         if integration["state"] == "active":
             settings = await api.call("GET", f"/tenants/{q(tenant)}/settings")
-            try:
-                groups = await api.call("GET", f"/tenants/{q(tenant)}/groups")
-                groups_error = None
-            except PageError as exc:
-                groups, groups_error = [], exc.detail
+            groups_error = None
+            # The list the last read of the source stored: a large tenant's source takes seconds to read, so
+            # the page reads it fresh only when nothing is stored yet, or when the admin asks.
+            groups = await api.call("GET", f"/tenants/{q(tenant)}/groups", params={"fresh": "false"})
+            if not groups:
+                try:
+                    groups = await api.call("GET", f"/tenants/{q(tenant)}/groups")
+                except PageError as exc:
+                    groups_error = exc.detail
             names = {g["group_id"]: g["name"] or g["group_id"] for g in groups}
             context.update(
+                groups_read=min((g["refreshed_at"] for g in groups if g.get("refreshed_at")), default=None),
                 settings=settings,
                 schedule=schedule_form(settings["schedule"]),
                 groups=[{**g, "parent_name": names.get(g["parent_id"] or "")} for g in groups],
@@ -270,6 +276,13 @@ def _routes(app: FastAPI) -> None:
             json={"provider": provider, "return_url": return_url},
         )
         return back_to(made["url"])
+
+    @app.post("/ui/t/{tenant}/groups", include_in_schema=False)
+    async def refresh_groups(request: Request, tenant: str) -> Response:
+        """Read the group list from the source now (seconds for a large tenant), then back to the settings."""
+        await checked_form(request)
+        await api_of(request).call("GET", f"/tenants/{q(tenant)}/groups")
+        return back_to(f"/ui/t/{tenant}?done=groups_read")
 
     @app.post("/ui/t/{tenant}/settings", include_in_schema=False)
     async def save_settings(request: Request, tenant: str) -> Response:
