@@ -101,6 +101,7 @@ def test_a_cron_string_has_exactly_five_fields(cron: str) -> None:
     assert "\n" not in str(refusal.value)
 
 
+@pytest.mark.slow  # the real process
 def test_schedule_refuses_a_six_field_or_too_frequent_cron_as_it_refuses_a_short_interval(
     tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -171,6 +172,7 @@ def test_the_admin_api_refuses_such_a_name_as_invalid_input(sqlite_url: str) -> 
     assert db_state(sqlite_url) == before
 
 
+@pytest.mark.slow  # the real process
 @pytest.mark.parametrize(
     ("first", "last", "sentence"),
     [
@@ -188,6 +190,7 @@ def test_employee_add_refuses_a_name_a_sync_would_quarantine(
     assert refused_and_nothing_written(tmp_path, sqlite_url, *args) == sentence
 
 
+@pytest.mark.slow  # the real process
 def test_employee_add_stores_names_trimmed_as_a_sync_stores_them(tmp_path: Path, sqlite_url: str) -> None:
     add_tenant(make_engine(sqlite_url), "acme")
     args = ["employee", "add", "acme", "--email", "anna@acme.example", "--first-name", " Anna ", "--last-name", "Zoë\t"]
@@ -199,6 +202,7 @@ def test_employee_add_stores_names_trimmed_as_a_sync_stores_them(tmp_path: Path,
 # ---- item 14: a usage mistake is one sentence and exit code 1 --------------------------------------
 
 
+@pytest.mark.slow  # the real process
 @pytest.mark.parametrize(
     ("args", "sentence"),
     [
@@ -229,6 +233,7 @@ def test_a_usage_mistake_is_one_sentence_and_exit_code_1_like_every_refusal(
     assert refused_and_nothing_written(tmp_path, sqlite_url, *args) == sentence
 
 
+@pytest.mark.slow  # the real process
 def test_a_command_group_without_a_command_shows_its_help_and_exits_1(tmp_path: Path, sqlite_url: str) -> None:
     result = provision(tmp_path, sqlite_url, "tenant")
     assert result.returncode == 1
@@ -239,6 +244,7 @@ def test_a_command_group_without_a_command_shows_its_help_and_exits_1(tmp_path: 
 # ---- item 15: tenant list, tenant show, runs without runs -------------------------------------------
 
 
+@pytest.mark.slow  # the real process
 def test_tenant_list_says_when_there_are_no_tenants(tmp_path: Path, sqlite_url: str) -> None:
     assert succeeded(provision(tmp_path, sqlite_url, "tenant", "list")) == (
         "No tenants yet; create one with `provision tenant add TENANT`.\n"
@@ -254,6 +260,7 @@ def a_run(url: str, tenant: str, outcome: str, error: str | None = None) -> str:
     return run_id
 
 
+@pytest.mark.slow  # the real process
 def test_tenant_list_shows_every_tenant_with_its_integration_schedule_and_last_run(
     tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -277,6 +284,7 @@ def test_tenant_list_shows_every_tenant_with_its_integration_schedule_and_last_r
     assert listed[0]["last_run"]["run_id"] == newest and listed[1]["last_run"] is None
 
 
+@pytest.mark.slow  # the real process
 def test_tenant_show_puts_a_tenants_whole_state_in_one_place_and_writes_nothing(
     tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -318,6 +326,7 @@ def test_tenant_show_puts_a_tenants_whole_state_in_one_place_and_writes_nothing(
     assert db_state(sqlite_url) == before
 
 
+@pytest.mark.slow  # the real process
 def test_tenant_show_of_a_tenant_not_connected_says_how_to_connect_it(tmp_path: Path, sqlite_url: str) -> None:
     add_tenant(make_engine(sqlite_url), "acme")
     text = succeeded(provision(tmp_path, sqlite_url, "tenant", "show", "acme"))
@@ -325,11 +334,13 @@ def test_tenant_show_of_a_tenant_not_connected_says_how_to_connect_it(tmp_path: 
     assert "  last run     none yet\n" in text
 
 
+@pytest.mark.slow  # the real process
 def test_tenant_show_refuses_an_unknown_tenant(tmp_path: Path, sqlite_url: str) -> None:
     sentence = refused_and_nothing_written(tmp_path, sqlite_url, "tenant", "show", "nope")
     assert sentence == "Error: Unknown tenant 'nope'; create it with `provision tenant add nope`."
 
 
+@pytest.mark.slow  # the real process
 def test_runs_of_a_tenant_without_runs_says_so(tmp_path: Path, sqlite_url: str) -> None:
     add_tenant(make_engine(sqlite_url), "acme")
     assert succeeded(provision(tmp_path, sqlite_url, "runs", "acme")) == (

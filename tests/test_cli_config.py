@@ -20,6 +20,10 @@ from tests.processes import clean_env, run_provision
 from tests.tables import db_state, rows_of
 from tests.upstreams import CONNECTION, TOKEN, serving, setup_tenant
 
+# why: every test here is the real `provision` process (3-5 s each to start on 2 cores): the whole suite runs
+# them, the fast tier leaves them out
+pytestmark = pytest.mark.slow
+
 
 def refused(done: subprocess.CompletedProcess[str]) -> str:
     """The one `Error:` line of a refused command (asserting exit code 1, one line, no traceback)."""
