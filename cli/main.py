@@ -286,7 +286,7 @@ def employees(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
-    """List a tenant's employees: email, names, status, link."""
+    """List a tenant's employees: email, names, status, link, and why a flagged one was flagged."""
     from store.repo import list_employees
 
     if status and status not in STATUSES:
@@ -297,7 +297,8 @@ def employees(
     def render(rows: list[dict[str, Any]]) -> None:
         for r in rows:
             name = f"{r['first_name'] or ''} {r['last_name'] or ''}".strip()
-            typer.echo(f"{r['status']:<13} {r['email']:<40} {name:<30} {r['link'] or ''}")
+            why = f"  ({r['reason']})" if r["reason"] else ""
+            typer.echo(f"{r['status']:<13} {r['email']:<40} {name:<30} {r['link'] or ''}{why}")
 
     emit(rows, as_json, render)
 

@@ -30,7 +30,7 @@ from tasks.extract import SourceConfig, extract, source_config
 from tasks.filter import Scope, filter_users
 from tasks.flatten import FlatGroups, flatten
 from tasks.load import load
-from tasks.match import match_tenant
+from tasks.match import match_tenant, with_flag_reasons
 from tasks.report import count
 from tasks.validate import Guard, ValidatedUsers, check_plan, validate_source_users
 
@@ -195,7 +195,10 @@ def plan_snapshot(
         all_users=selection.all_users,
     )
     validated = progress.step("validate users", _validated, stages.validate_users, scope.users)
-    plan = progress.step("match", _matched, stages.match, tenant, validated.users, validated.held_user_ids)
+    def matched_with_reasons(*args: Any) -> pl.DataFrame:
+        return with_flag_reasons(stages.match(*args), snapshot.users["user_id"], scope.users["user_id"])
+
+    plan = progress.step("match", _matched, matched_with_reasons, tenant, validated.users, validated.held_user_ids)
     plan, stop_reason = progress.step(
         "validate plan", _checked, stages.validate_plan, plan, snapshot.users.height, guard or Guard(), override_guard
     )

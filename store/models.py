@@ -160,6 +160,17 @@ class RunChange(Base):
     """
 
     __tablename__ = "run_changes"
+    # Only the flag records (a partial index: the load's COPY of a run's other outcomes pays nothing for it):
+    # an employee's reason for being flagged is the newest of its flag records.
+    __table_args__ = (
+        Index(
+            "ix_run_changes_flags",
+            "tenant_id",
+            "employee_id",
+            sqlite_where=text("action IN ('non_matching', 'terminated')"),
+            postgresql_where=text("action IN ('non_matching', 'terminated')"),
+        ),
+    )
 
     # Keyed by run and position within the run: the load numbers its rows itself, so a bulk COPY of
     # 100k outcomes needs no sequence call per row, and a run's changes are one index range. No

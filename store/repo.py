@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, CursorResult, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -294,6 +294,8 @@ def list_employees(engine: Engine, tenant_id: str, status: str | None = None) ->
         query = select(Employee).where(Employee.tenant_id == tenant_id)
         if status:
             query = query.where(Employee.status == status)
+        employees = list(session.scalars(query.order_by(Employee.email_norm)))
+        reasons = flag_reasons(session, tenant_id, [e.id for e in employees if e.status in FLAG_REASONS])
         return [
             {
                 "email": e.email,
@@ -302,8 +304,9 @@ def list_employees(engine: Engine, tenant_id: str, status: str | None = None) ->
                 "display_name": e.display_name,
                 "status": e.status,
                 "link": e.source_user_id,
+                "reason": reasons.get(e.id) or FLAG_REASONS.get(e.status),
             }
-            for e in session.scalars(query.order_by(Employee.email_norm))
+            for e in employees
         ]
 
 
@@ -526,6 +529,8 @@ def employee_page(
         rows = session.scalars(
             select(Employee).where(*where).order_by(Employee.email_norm, Employee.id).offset(offset).limit(limit)
         )
+        page = list(rows)
+        reasons = flag_reasons(session, tenant_id, [e.id for e in page if e.status in FLAG_REASONS])
         return total, [
             {
                 "id": e.id,
@@ -535,11 +540,34 @@ def employee_page(
                 "display_name": e.display_name,
                 "status": e.status,
                 "link": e.source_user_id,
-                "reason": FLAG_REASONS.get(e.status),
+                "reason": reasons.get(e.id) or FLAG_REASONS.get(e.status),
                 "updated_at": e.updated_at.isoformat() if e.updated_at else None,
             }
-            for e in rows
+            for e in page
         ]
+
+
+def flag_reasons(session: Session, tenant_id: str, employee_ids: list[int]) -> dict[int, str]:
+    """Why each of these flagged employees was flagged: the reason of its newest flag record (the run that
+    flagged it said why; employees flagged before reasons were recorded have none, and get the general one)."""
+    if not employee_ids:
+        return {}
+    rows = session.execute(
+        select(RunChange.employee_id, RunChange.reason)
+        .join(Run, Run.id == RunChange.run_id)
+        .where(
+            RunChange.tenant_id == tenant_id,
+            RunChange.employee_id.in_(employee_ids),
+            # written out, as the partial index ix_run_changes_flags states it, so the planner can use it
+            text("run_changes.action IN ('non_matching', 'terminated')"),
+        )
+        .order_by(Run.started_at, RunChange.seq)  # the newest flag last
+    )
+    found: dict[int, str] = {}
+    for employee_id, reason in rows:
+        if reason and employee_id is not None:
+            found[employee_id] = reason
+    return found
 
 
 def tenant_run(engine: Engine, tenant_id: str, run_id: str) -> dict[str, Any]:

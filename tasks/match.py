@@ -14,7 +14,7 @@ from schemas.plan import FIELDS
 from store.db import make_engine
 from store.repo import read_employees
 
-__all__ = ["EMPLOYEE_SCHEMA", "PLAN_COLUMNS", "match", "match_task", "match_tenant"]
+__all__ = ["EMPLOYEE_SCHEMA", "PLAN_COLUMNS", "match", "match_task", "match_tenant", "with_flag_reasons"]
 
 PLAN_COLUMNS = [
     "employee_id",
@@ -247,6 +247,38 @@ def match(
         .otherwise(pl.col("changed_fields"))
     )
     return plan.select(PLAN_COLUMNS)
+
+
+# Why an employee was flagged in a run (design.md, "Lifecycle after matching"), kept in the run's changes.
+GONE = "gone from the source: its source user is no longer listed"
+MOVED_OUT = "moved out of the selected groups: its source user is listed, outside them"
+NEVER_MATCHED = "never matched: no source user has its email"
+DISABLED = "disabled or terminated in the source"
+FLAG_REASON_NAMES = {GONE: "gone", MOVED_OUT: "moved_out", NEVER_MATCHED: "never_matched", DISABLED: "disabled"}
+
+
+def with_flag_reasons(plan: pl.DataFrame, listed_ids: pl.Series, in_scope_ids: pl.Series) -> pl.DataFrame:
+    """The plan with the reason of every employee it flags, from its link against what the source listed
+    (`listed_ids`, every source user read) and what the selection kept (`in_scope_ids`): set-based, one
+    expression over the plan. A quarantined or conflicting source user is never a flag: those employees
+    are kept as they are, with that reason already."""
+    link = pl.col("source_user_id")
+    listed = link.is_in(listed_ids.implode()).fill_null(False)
+    in_scope = link.is_in(in_scope_ids.implode()).fill_null(False)
+    flag_reason = (
+        pl.when(link.is_null())
+        .then(pl.lit(NEVER_MATCHED))
+        .when(listed & ~in_scope)
+        .then(pl.lit(MOVED_OUT))
+        .otherwise(pl.lit(GONE))
+    )
+    return plan.with_columns(
+        reason=pl.when(pl.col("action") == "non_matching")
+        .then(flag_reason)
+        .when(pl.col("action") == "terminated")
+        .then(pl.lit(DISABLED))
+        .otherwise(pl.col("reason"))
+    )
 
 
 def match_tenant(tenant: str, users: pl.DataFrame, held_user_ids: pl.Series) -> pl.DataFrame:

@@ -61,6 +61,7 @@ def summary_markdown(
     lines += ["| count | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], ""]
     if missing_groups:
         lines += [f"Selected groups the source no longer lists: {', '.join(missing_groups)}", ""]
+    lines += _section("Flagged, by reason", ["reason", "employees"], flags_by_reason(plan), limit)
     lines += _section(
         "Invalid source users (quarantined)",
         ["source user id", "record", "reason"],
@@ -78,13 +79,19 @@ def summary_markdown(
     return "\n".join(lines)
 
 
+def flags_by_reason(plan: pl.DataFrame) -> pl.DataFrame:
+    """How many employees this run flags (non_matching or terminated) for each reason."""
+    flagged = plan.filter(pl.col("action").is_in(["non_matching", "terminated"]))
+    return flagged.group_by("reason").len().sort("reason").select("reason", employees="len")
+
+
 def _would_flag(plan: pl.DataFrame, limit: int) -> list[str]:
     """What a run stopped by the guard would have flagged, by employee id and source user id only."""
     flagged = plan.filter(pl.col("action").is_in(["non_matching", "terminated"])).sort("employee_id")
     return _section(
         "Would have flagged (not applied)",
-        ["employee id", "source user id", "would become"],
-        flagged.select("employee_id", "source_user_id", "new_status"),
+        ["employee id", "source user id", "would become", "why"],
+        flagged.select("employee_id", "source_user_id", "new_status", "reason"),
         limit,
     )
 

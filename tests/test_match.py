@@ -262,3 +262,37 @@ def test_every_employee_and_every_in_scope_source_user_gets_exactly_one_action()
         "non_matching": 1,
         "created": 2,
     }
+
+
+# ---- why flagged ------------------------------------------------------------------------------------------
+
+
+def test_every_flag_carries_its_reason_from_the_link_against_what_the_source_listed() -> None:
+    from tasks.match import DISABLED, GONE, MOVED_OUT, NEVER_MATCHED, with_flag_reasons
+    from tasks.report import flags_by_reason
+
+    listed = users(
+        source_user("u-stays", "stays@acme.example"),
+        source_user("u-moved", "moved@acme.example"),  # listed, but outside the selected groups
+        source_user("u-off", "off@acme.example", active=False),
+    )
+    in_scope = listed.filter(pl.col("user_id") != "u-moved")
+    tenant = employees(
+        employee(1, "stays@acme.example", link="u-stays", status="synced"),
+        employee(2, "moved@acme.example", link="u-moved", status="synced"),
+        employee(3, "left@acme.example", link="u-left", status="synced"),  # no longer listed at all
+        employee(4, "typed-by-hand@acme.example"),  # never linked, no source user has its email
+        employee(5, "off@acme.example", link="u-off", status="synced"),
+        employee(6, "old@acme.example", status="non_matching"),  # flagged by an earlier run: not again
+    )
+    plan = with_flag_reasons(match(in_scope, tenant), listed["user_id"], in_scope["user_id"])
+    why = {row["employee_id"]: (row["action"], row["reason"]) for row in plan.iter_rows(named=True)}
+    assert why[1] == ("unchanged", None)
+    assert why[2] == ("non_matching", MOVED_OUT)
+    assert why[3] == ("non_matching", GONE)
+    assert why[4] == ("non_matching", NEVER_MATCHED)
+    assert why[5] == ("terminated", DISABLED)
+    assert why[6] == ("still_non_matching", None)  # its reason is the one its flagging run recorded
+    validate_plan(plan)
+    counted = dict(flags_by_reason(plan).iter_rows())  # the run's summary artifact counts them by reason
+    assert counted == {GONE: 1, MOVED_OUT: 1, NEVER_MATCHED: 1, DISABLED: 1}

@@ -175,7 +175,7 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
     assert people["person3@acme.example"]["icon"] == "status-synced" and people["person3@acme.example"]["dot"] == GREEN
     gone = people["gone@acme.example"]
     assert gone["status"] == "non_matching" and gone["flag"] == "⚑" and gone["dot"] == ""
-    assert "no source user matches it" in gone["reason"]
+    assert gone["reason"] == "never matched: no source user has its email"
 
     # Filter by status and search.
     from selenium.webdriver.support.ui import Select
@@ -218,6 +218,7 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
     browser.open("/ui/t/acme/employees?status=terminated")
     terminated = employee_rows(browser)["person5@acme.example"]
     assert terminated["icon"] == "status-terminated" and terminated["dot"] == RED
+    assert terminated["reason"] == "disabled or terminated in the source"
     browser.step("terminated")
 
     # Run history, and one run's changes.
