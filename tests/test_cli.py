@@ -236,6 +236,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "display_name": "Anna Muster",
             "status": "synced",
             "link": "u1",
+            "reason": None,
         },
         {
             "email": "ben@acme.example",
@@ -244,6 +245,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "display_name": "Ben Berg",
             "status": "synced",
             "link": "u2",
+            "reason": None,
         },
         {
             "email": "carla@acme.example",
@@ -252,6 +254,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "display_name": "Carla Czech",
             "status": "synced",
             "link": "u3",
+            "reason": None,
         },
         {
             "email": "gone@acme.example",
@@ -260,11 +263,13 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "display_name": "Gone Away",
             "status": "non_matching",
             "link": None,
+            "reason": "never matched: no source user has its email",  # what the run that flagged it said
         },
     ]
     flagged = json.loads(ok("employees", "acme", "--status", "non_matching", "--json").stdout)
     assert [e["email"] for e in flagged] == ["gone@acme.example"]
     assert "gone@acme.example" in ok("employees", "acme").stdout
+    assert "(never matched: no source user has its email)" in ok("employees", "acme").stdout
 
     [run] = json.loads(ok("runs", "acme", "--json").stdout)
     assert run["outcome"] == "succeeded"

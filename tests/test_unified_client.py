@@ -201,7 +201,9 @@ def test_a_request_that_keeps_failing_sleeps_max_retry_wait_in_all_and_no_more(s
     sim.faults.add(Fault(status=429, retry_after="3600", kind="employee", sticky=True))
     with sim.client(max_attempts=5, backoff_max=30) as client, pytest.raises(TransientSourceError):
         client.list_employees()
-    assert len(sim.employee_requests()) == 5
+    # Counted by the fault's answer: a previous test's page still in flight on this module's server may
+    # land in the log after it was cleared (seen once under load), and would be a 200.
+    assert [r.status for r in sim.employee_requests() if r.status != 200] == [429] * 5
     assert sim.sleeps == [30] * 4
     assert sum(sim.sleeps) == client.max_retry_wait()
 
