@@ -7,6 +7,7 @@ employees by id and connections by id, never by a personal value or a secret.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from sources.unified import UnifiedConnection, delete_connection, read_connectio
 from store.access import audit, record
 from store.erase import erase_employee
 from store.locks import is_locked
-from store.models import Employee, Integration, SourceGroup
+from store.models import Employee, Integration, SourceGroup, utcnow
 from store.repo import (
     StoreConflict,
     StoreNotFound,
@@ -294,6 +295,50 @@ def delete_employee(engine: Engine, tenant: str, employee_id: int, *, actor: str
             action="employee_deleted",
             old={"employee": employee_id, "status": status},
         )
+
+
+def deletable_employees(
+    engine: Engine, tenant: str, *, status: str, flagged_for_seconds: int | None = None
+) -> list[dict[str, Any]]:
+    """The employees of one deletable status (non_matching, terminated, unmanaged), unchanged for at least
+    `flagged_for_seconds` when given: what a manual delete by status would remove (id, email, since)."""
+    if status not in DELETABLE:
+        raise StoreConflict(
+            f"Employees that are {status} are not deleted by hand (the source is the truth); "
+            f"choose one of {', '.join(DELETABLE)}."
+        )
+    query = select(Employee.id, Employee.email, Employee.updated_at).where(
+        Employee.tenant_id == tenant, Employee.status == status
+    )
+    if flagged_for_seconds is not None:
+        query = query.where(Employee.updated_at <= utcnow() - timedelta(seconds=flagged_for_seconds))
+    with Session(engine) as session:
+        get_tenant(session, tenant)
+        rows = session.execute(query.order_by(Employee.id))
+        return [{"id": r.id, "email": r.email, "since": r.updated_at.isoformat()} for r in rows]
+
+
+def delete_employees(engine: Engine, tenant: str, employee_ids: list[int], *, status: str, actor: str) -> int:
+    """Delete these employees in one transaction, each still of `status` (a sync in between may have
+    changed one: it is left alone); one audit entry names them. Returns how many were deleted."""
+    if status not in DELETABLE:
+        raise StoreConflict(f"Employees that are {status} are not deleted by hand (the source is the truth).")
+    with Session(engine) as session, session.begin():
+        get_tenant(session, tenant)
+        gone = session.scalars(
+            delete(Employee)
+            .where(Employee.tenant_id == tenant, Employee.id.in_(employee_ids), Employee.status == status)
+            .returning(Employee.id)
+        ).all()
+        if gone:
+            record(
+                session.connection(),
+                tenant=tenant,
+                actor=actor,
+                action="employees_deleted",
+                old={"employees": sorted(gone), "status": status},
+            )
+        return len(gone)
 
 
 def erase(engine: Engine, tenant: str, email: str, *, actor: str) -> dict[str, Any]:

@@ -164,6 +164,58 @@ def employee_add(
     typer.echo(f"Employee added to {tenant}.")
 
 
+@employee_app.command("delete")
+def employee_delete(
+    tenant: str,
+    employee_id: Annotated[int | None, typer.Option("--id", help="The one employee to delete.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Every employee of this status: non_matching, terminated or unmanaged.")
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="With --status: only those unchanged for this long, e.g. 30d.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking (needed when not at a terminal).")] = False,
+) -> None:
+    """Delete flagged or unmanaged employees by hand: one by id, or all of one status; `synced` ones never."""
+    import sys
+
+    from admin.operations import CLI, deletable_employees, delete_employee, delete_employees
+    from domain.schedules import duration_seconds
+
+    if (employee_id is None) == (status is None):
+        fail("Give either --id ID or --status STATUS.")
+    if older_than is not None and status is None:
+        fail("--older-than goes with --status.")
+    with explained_errors():
+        if employee_id is not None:
+            if dry_run:
+                fail("--dry-run goes with --status; `provision employees` shows one employee's status.")
+            delete_employee(engine(), tenant, employee_id, actor=CLI)
+            typer.echo(f"Employee {employee_id} deleted from {tenant}.")
+            return
+        assert status is not None
+        age = duration_seconds(older_than, "a duration") if older_than else None
+        chosen = deletable_employees(engine(), tenant, status=status, flagged_for_seconds=age)
+    for row in chosen:
+        typer.echo(f"{row['id']:>8}  {row['email']:<40} {status} since {row['since'][:16].replace('T', ' ')}")
+    if dry_run or not chosen:
+        typer.echo(
+            f"{len(chosen)} {status} employee(s) would be deleted (dry run: nothing deleted)."
+            if dry_run
+            else f"No {status} employee of {tenant} to delete."
+        )
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"Deleting {len(chosen)} employee(s) needs --yes when not asked at a terminal.")
+        if not typer.confirm(f"Delete these {len(chosen)} employee(s) of {tenant}?", default=False):
+            fail("Nothing deleted.")
+    with explained_errors():
+        done = delete_employees(engine(), tenant, [row["id"] for row in chosen], status=status, actor=CLI)
+    typer.echo(f"{done} {status} employee(s) deleted from {tenant}.")
+
+
 @app.command()
 def connect(
     tenant: str,

@@ -37,13 +37,18 @@ class Schedule:
         return when + (f" ({self.timezone})" if self.timezone else "")
 
 
-def parse_every(text: str) -> int:
-    """`24h`, `30m`, `1d`, `90s`, `1h30m` -> seconds."""
+def duration_seconds(text: str, what: str = "an interval") -> int:
+    """`24h`, `30m`, `30d`, `90s`, `1h30m` -> seconds (no minimum)."""
     text = text.strip().lower()
     parts = re.findall(r"(\d+)\s*([smhd])", text)
     if not parts or re.sub(r"(\d+)\s*([smhd])", "", text).strip():
-        raise ScheduleError(f"{text!r} is not an interval; write it like 24h, 30m, 1d or 1h30m.")
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in parts)
+        raise ScheduleError(f"{text!r} is not {what}; write it like 24h, 30m, 30d or 1h30m.")
+    return sum(int(n) * _UNITS[unit] for n, unit in parts)
+
+
+def parse_every(text: str) -> int:
+    """`24h`, `30m`, `1d`, `90s`, `1h30m` -> seconds, at least the shortest interval."""
+    seconds = duration_seconds(text)
     if seconds < MIN_INTERVAL_SECONDS:
         shortest = MIN_INTERVAL_SECONDS // 60
         raise ScheduleError(f"An interval of {seconds} s is too short; the shortest is {shortest} min.")

@@ -139,6 +139,7 @@ COMMANDS = [
     ["tenant", "list"],
     ["tenant", "show"],
     ["employee", "add"],
+    ["employee", "delete"],
     ["connect"],
     ["groups"],
     ["filter"],
