@@ -36,7 +36,7 @@ from store.repo import (
     get_tenant,
     integration_settings,
     pending_run,
-    schedule_dict,
+    schedule_of,
     select_groups,
     set_guard,
     start_run,
@@ -183,15 +183,12 @@ class TenantSettings:
         return {
             "group_ids": self.group_ids,
             "all_users": self.all_users,
-            "schedule": None
-            if schedule is None
-            else {"cron": schedule.cron, "interval_seconds": schedule.interval_seconds, "timezone": schedule.timezone},
+            "schedule": None if schedule is None else schedule.as_dict(),
             "guard": {"max_share": self.guard_max_share, "min_count": self.guard_min_count},
         }
 
 
 def tenant_settings(engine: Engine, tenant: str) -> TenantSettings:
-    from store.schedules import schedule_of
 
     integration = integration_settings(engine, tenant, require_selection=False)
     return TenantSettings(
@@ -402,7 +399,7 @@ def tenant_overview(engine: Engine, tenant: str) -> dict[str, Any]:
             }
             guard = {"max_share": integration.guard_max_share, "min_count": integration.guard_min_count}
             base_url = integration.base_url if integration.state == "active" else None
-        schedule = schedule_dict(integration)
+        schedule = stored.as_dict() if (stored := schedule_of(integration)) else None
     return {
         "tenant": tenant,
         "name": name,

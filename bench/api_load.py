@@ -17,23 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def _database(kind: str) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp()}/load.db", None
-    import psycopg
-
-    name = f"api_load_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
+from scratch import scratch_database  # noqa: E402 - bench/ is the script's own folder, first on sys.path
 
 
 def _seed(url: str, employees: int) -> str:
@@ -102,7 +92,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8791)
     args = parser.parse_args()
 
-    url, pg_name = _database(args.db)
+    with tempfile.TemporaryDirectory() as folder, scratch_database(args.db, Path(folder)) as url:
+        latencies, statuses, took = _serve_and_load(url, args)
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(
+        f"{args.clients} clients, {args.seconds:g} s, {args.employees:,} employees on {args.db}: "
+        f"{len(latencies)} requests, {len(latencies) / took:.0f} req/s, p50 {quantiles[49] * 1000:.0f} ms, "
+        f"p99 {quantiles[98] * 1000:.0f} ms, statuses {dict(sorted(statuses.items()))}"
+    )
+
+
+def _serve_and_load(url: str, args: argparse.Namespace) -> tuple[list[float], Counter[int], float]:
+    """`provision serve` on the seeded database, loaded by the clients; stopped at the end."""
     key = _seed(url, args.employees)
     env = {
         **os.environ,
@@ -126,21 +127,10 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        latencies, statuses, took = asyncio.run(_load(base, key, args.clients, args.seconds))
+        return asyncio.run(_load(base, key, args.clients, args.seconds))
     finally:
         server.terminate()
         server.wait(timeout=30)
-        if pg_name:
-            import psycopg
-
-            with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-    quantiles = statistics.quantiles(latencies, n=100)
-    print(
-        f"{args.clients} clients, {args.seconds:g} s, {args.employees:,} employees on {args.db}: "
-        f"{len(latencies)} requests, {len(latencies) / took:.0f} req/s, p50 {quantiles[49] * 1000:.0f} ms, "
-        f"p99 {quantiles[98] * 1000:.0f} ms, statuses {dict(sorted(statuses.items()))}"
-    )
 
 
 if __name__ == "__main__":

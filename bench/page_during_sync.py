@@ -18,24 +18,15 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_database  # noqa: E402 - bench/ is the script's own folder, first on sys.path
+
 TOKEN = "sim-token"
-
-
-def _database(kind: str) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp()}/page.db", None
-    import psycopg
-
-    name = f"page_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
 
 
 async def _page_loads(
@@ -94,7 +85,12 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
 
-    url, pg_name = _database(args.db)
+    with tempfile.TemporaryDirectory() as folder, scratch_database(args.db, Path(folder)) as url:
+        _measure(url, args)
+
+
+def _measure(url: str, args: argparse.Namespace) -> None:
+    """The sync and the page loads on the database at `url`; prints the figures."""
     os.environ["PROVISIONING_DATABASE_URL"] = url
     os.environ["UNIFIED_API_TOKEN"] = TOKEN
 
@@ -112,39 +108,32 @@ def main() -> None:
     from store.repo import add_tenant, connect, select_groups
 
     dataset = generate_dataset(args.users, seed=7)
-    try:
-        with running_simulator(create_simulator(dataset, connection_id="conn-big", token=TOKEN)) as source:
-            engine = make_engine(url)
-            add_tenant(engine, "big")
-            connect(engine, "big", provider="entra", connection_id="conn-big", base_url=source)
-            select_groups(engine, "big", [], all_users=True)
-            fresh_groups(engine, "big")  # as connecting does: the group list read once and stored
-            key = create_key(engine, "page-bench", "big")
-            settings = Settings(
-                database_url=url,
-                unified_base_url=source,
-                unified_workspace_id="ws-sim",
-                state_secret="bench-secret",  # type: ignore[arg-type]
-            )
-            worker = BackgroundWorker()
-            with running_simulator(create_api(engine=engine, dispatcher=worker, settings=settings)) as base:
-                session = httpx.post(f"{base}/sessions", headers={"Authorization": f"Bearer {key}"}).json()
-                cookie = f"provisioning_session={session['key']}"
-                started = time.monotonic()
-                run = httpx.post(
-                    f"{base}/tenants/big/syncs", json={}, headers={"Authorization": f"Bearer {key}"}, timeout=60
-                ).json()
-                latencies, statuses = asyncio.run(_during(base, cookie, run["url"], args.clients))
-                took = time.monotonic() - started
-                outcome = httpx.get(f"{base}{run['url']}", headers={"Authorization": f"Bearer {key}"}).json()
-                worker.wait(timeout=600)
-                worker.shutdown()
-    finally:
-        if pg_name:
-            import psycopg
-
-            with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    with running_simulator(create_simulator(dataset, connection_id="conn-big", token=TOKEN)) as source:
+        engine = make_engine(url)
+        add_tenant(engine, "big")
+        connect(engine, "big", provider="entra", connection_id="conn-big", base_url=source)
+        select_groups(engine, "big", [], all_users=True)
+        fresh_groups(engine, "big")  # as connecting does: the group list read once and stored
+        key = create_key(engine, "page-bench", "big")
+        settings = Settings(
+            database_url=url,
+            unified_base_url=source,
+            unified_workspace_id="ws-sim",
+            state_secret="bench-secret",  # type: ignore[arg-type]
+        )
+        worker = BackgroundWorker()
+        with running_simulator(create_api(engine=engine, dispatcher=worker, settings=settings)) as base:
+            session = httpx.post(f"{base}/sessions", headers={"Authorization": f"Bearer {key}"}).json()
+            cookie = f"provisioning_session={session['key']}"
+            started = time.monotonic()
+            run = httpx.post(
+                f"{base}/tenants/big/syncs", json={}, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ).json()
+            latencies, statuses = asyncio.run(_during(base, cookie, run["url"], args.clients))
+            took = time.monotonic() - started
+            outcome = httpx.get(f"{base}{run['url']}", headers={"Authorization": f"Bearer {key}"}).json()
+            worker.wait(timeout=600)
+            worker.shutdown()
     print(
         f"{args.users:,} users on {args.db}, {args.clients} page clients: the sync {outcome['outcome']} "
         f"(created {outcome['counts'].get('created', 0):,}) in {took:.1f} s from the request"

@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scratch import scratch_database  # bench/ is the script's own folder, first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
 CONNECTION = "conn-bench"
@@ -75,25 +77,6 @@ def _simulator(dataset_file: Path, latency_ms: float) -> Any:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-@contextmanager
-def _database(kind: str, tmp: Path) -> Any:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'bench.db'}"
-        return
-    import psycopg
-
-    admin = os.environ.get("PROVISIONING_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-    name = f"provisioning_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(admin)
-    try:
-        yield f"postgresql+psycopg://{info.get('user', 'postgres')}@{info.get('host')}:{info.get('port', 5432)}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _write(path: Path, dataset: dict[str, Any]) -> None:
@@ -284,7 +267,7 @@ def child(users: int, db: str, latency_ms: float, seed: int) -> dict[str, Any]:
         dataset = generate_dataset(users, seed)
         source_file = tmp / "source.json"
         _write(source_file, dataset)
-        with _database(db, tmp) as url, _simulator(source_file, latency_ms) as base_url:
+        with scratch_database(db, tmp) as url, _simulator(source_file, latency_ms) as base_url:
             os.environ["PROVISIONING_DATABASE_URL"] = url
             os.environ["UNIFIED_API_TOKEN"] = TOKEN
             os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -32,6 +32,10 @@ class Schedule:
     interval_seconds: int | None = None
     timezone: str | None = None
 
+    def as_dict(self) -> dict[str, str | int | None]:
+        """As the doors print it (CLI JSON, the admin API)."""
+        return {"cron": self.cron, "interval_seconds": self.interval_seconds, "timezone": self.timezone}
+
     def describe(self) -> str:
         when = f"cron {self.cron!r}" if self.cron else f"every {self.interval_seconds} s"
         return when + (f" ({self.timezone})" if self.timezone else "")

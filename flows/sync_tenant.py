@@ -15,8 +15,7 @@ from pipeline import PlannedRun, Progress, Stages, sync_run
 from store.db import make_engine
 from store.locks import TenantBusyError, tenant_lock
 from store.models import Integration, utcnow
-from store.repo import StoreError, adopt_run, finish_run, integration_settings, load_committed, start_run
-from store.schedules import schedule_of
+from store.repo import StoreError, adopt_run, finish_run, integration_settings, load_committed, schedule_of, start_run
 from tasks.extract import extract_task
 from tasks.filter import filter_task
 from tasks.flatten import flatten_task

@@ -195,6 +195,7 @@ def plan_snapshot(
         all_users=selection.all_users,
     )
     validated = progress.step("validate users", _validated, stages.validate_users, scope.users)
+
     def matched_with_reasons(*args: Any) -> pl.DataFrame:
         return with_flag_reasons(stages.match(*args), snapshot.users["user_id"], scope.users["user_id"])
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from domain.emails import is_valid_email, normalize_email
 from domain.errors import ConflictError, ExplainedError, NotFoundError
 from domain.names import person_name
+from domain.schedules import Schedule
 from schemas.employees import EMPLOYEE_SCHEMA
 from store.bulk import copy_out
 from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
@@ -82,22 +83,22 @@ def list_tenants(engine: Engine) -> list[dict[str, Any]]:
                 "name": tenant.name,
                 "integration": "not_connected" if integration is None else integration.state,
                 "provider": None if integration is None else integration.provider,
-                "schedule": schedule_dict(integration),
+                "schedule": schedule.as_dict() if (schedule := schedule_of(integration)) else None,
                 "last_run": last_runs.get(tenant.id),
             }
             for tenant, integration in tenants
         ]
 
 
-def schedule_dict(integration: Integration | None) -> dict[str, Any] | None:
-    """The integration's stored schedule as the doors print it (None: no automatic sync)."""
+def schedule_of(integration: Integration | None) -> Schedule | None:
+    """The integration's stored schedule (None: no automatic sync, or no integration)."""
     if integration is None or (integration.schedule_cron is None and integration.schedule_interval_seconds is None):
         return None
-    return {
-        "cron": integration.schedule_cron,
-        "interval_seconds": integration.schedule_interval_seconds,
-        "timezone": integration.schedule_timezone,
-    }
+    return Schedule(
+        cron=integration.schedule_cron,
+        interval_seconds=integration.schedule_interval_seconds,
+        timezone=integration.schedule_timezone,
+    )
 
 
 def active_integration(session: Session, tenant_id: str) -> Integration:
@@ -295,19 +296,24 @@ def list_employees(engine: Engine, tenant_id: str, status: str | None = None) ->
         if status:
             query = query.where(Employee.status == status)
         employees = list(session.scalars(query.order_by(Employee.email_norm)))
-        reasons = flag_reasons(session, tenant_id, [e.id for e in employees if e.status in FLAG_REASONS])
-        return [
-            {
-                "email": e.email,
-                "first_name": e.first_name,
-                "last_name": e.last_name,
-                "display_name": e.display_name,
-                "status": e.status,
-                "link": e.source_user_id,
-                "reason": reasons.get(e.id) or FLAG_REASONS.get(e.status),
-            }
-            for e in employees
-        ]
+        return _shown(session, tenant_id, employees)
+
+
+def _shown(session: Session, tenant_id: str, employees: list[Employee]) -> list[dict[str, Any]]:
+    """Employees as the doors show them: names, status, link, and why a flagged one was flagged."""
+    reasons = flag_reasons(session, tenant_id, [e.id for e in employees if e.status in FLAG_REASONS])
+    return [
+        {
+            "email": e.email,
+            "first_name": e.first_name,
+            "last_name": e.last_name,
+            "display_name": e.display_name,
+            "status": e.status,
+            "link": e.source_user_id,
+            "reason": reasons.get(e.id) or FLAG_REASONS.get(e.status),
+        }
+        for e in employees
+    ]
 
 
 def status_totals(engine: Engine, tenant_id: str) -> dict[str, int]:
@@ -530,20 +536,9 @@ def employee_page(
             select(Employee).where(*where).order_by(Employee.email_norm, Employee.id).offset(offset).limit(limit)
         )
         page = list(rows)
-        reasons = flag_reasons(session, tenant_id, [e.id for e in page if e.status in FLAG_REASONS])
         return total, [
-            {
-                "id": e.id,
-                "email": e.email,
-                "first_name": e.first_name,
-                "last_name": e.last_name,
-                "display_name": e.display_name,
-                "status": e.status,
-                "link": e.source_user_id,
-                "reason": reasons.get(e.id) or FLAG_REASONS.get(e.status),
-                "updated_at": e.updated_at.isoformat() if e.updated_at else None,
-            }
-            for e in page
+            {"id": e.id, **shown, "updated_at": e.updated_at.isoformat() if e.updated_at else None}
+            for e, shown in zip(page, _shown(session, tenant_id, page), strict=True)
         ]
 
 

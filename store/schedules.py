@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from domain.schedules import Schedule
 from store.models import Integration, utcnow
-from store.repo import active_integration
+from store.repo import active_integration, schedule_of
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,6 @@ def set_schedule(engine: Engine, tenant_id: str, schedule: Schedule | None) -> N
         integration.schedule_interval_seconds = schedule.interval_seconds if schedule else None
         integration.schedule_timezone = schedule.timezone if schedule else None
         integration.updated_at = utcnow()
-
-
-def schedule_of(integration: Integration) -> Schedule | None:
-    if integration.schedule_cron is None and integration.schedule_interval_seconds is None:
-        return None
-    return Schedule(
-        cron=integration.schedule_cron,
-        interval_seconds=integration.schedule_interval_seconds,
-        timezone=integration.schedule_timezone,
-    )
 
 
 def scheduled_tenants(engine: Engine) -> list[TenantSchedule]:
