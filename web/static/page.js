@@ -5,6 +5,10 @@
 
   var search = document.getElementById("group-search");
   if (search) {
+    // Enter in the search box filters, as typing does; it must not submit (and so save) the settings.
+    search.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); }
+    });
     search.addEventListener("input", function () {
       var needle = search.value.trim().toLowerCase();
       document.querySelectorAll("#groups tbody tr[data-name]").forEach(function (row) {
