@@ -18,19 +18,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 import polars as pl
 from sqlalchemy import Engine
 
+from domain.policy import Policy
 from sources.model import SourceSnapshot
-from store.models import Integration
-from store.repo import replace_groups
+from store.models import Integration, utcnow
+from store.repo import policy_of, replace_groups
 from tasks.extract import SourceConfig, extract, source_config
 from tasks.filter import Scope, filter_users
 from tasks.flatten import FlatGroups, flatten
 from tasks.load import load
-from tasks.match import match_tenant, with_flag_reasons
+from tasks.match import match_tenant, with_flag_reasons, with_policy
 from tasks.report import count
 from tasks.validate import Guard, ValidatedUsers, check_plan, validate_source_users
 
@@ -177,11 +179,16 @@ def plan_snapshot(
     *,
     guard: Guard | None = None,
     override_guard: bool = False,
+    policy: Policy | None = None,
+    now: datetime | None = None,
     engine: Engine | None = None,
     stages: Stages = PLAIN,
     progress: Progress | None = None,
 ) -> PlannedRun:
-    """Flatten -> (store the groups, given an engine) -> filter -> validate users -> match -> validate plan."""
+    """Flatten -> (store the groups, given an engine) -> filter -> validate users -> match -> validate plan.
+
+    The match stage decides each employee's outcome, says why it flags one, and applies the deprovisioning
+    `policy` as of `now` (the grace period's clock; the current time unless a test sets it)."""
     progress = progress or Progress()
     flat = _flat_groups(snapshot, tenant, engine, stages, progress)
     scope = progress.step(
@@ -197,7 +204,8 @@ def plan_snapshot(
     validated = progress.step("validate users", _validated, stages.validate_users, scope.users)
 
     def matched_with_reasons(*args: Any) -> pl.DataFrame:
-        return with_flag_reasons(stages.match(*args), snapshot.users["user_id"], scope.users["user_id"])
+        plan = with_flag_reasons(stages.match(*args), snapshot.users["user_id"], scope.users["user_id"])
+        return with_policy(plan, policy or Policy(), now or utcnow())
 
     plan = progress.step("match", _matched, matched_with_reasons, tenant, validated.users, validated.held_user_ids)
     plan, stop_reason = progress.step(
@@ -221,6 +229,7 @@ def plan_run(
     integration: Integration,
     *,
     override_guard: bool = False,
+    now: datetime | None = None,
     stages: Stages = PLAIN,
     progress: Progress | None = None,
 ) -> PlannedRun:
@@ -233,6 +242,8 @@ def plan_run(
         Selection.of(integration),
         guard=Guard(max_share=integration.guard_max_share, min_count=integration.guard_min_count),
         override_guard=override_guard,
+        policy=policy_of(integration),
+        now=now,
         engine=engine,
         stages=stages,
         progress=progress,
@@ -266,10 +277,11 @@ def sync_run(
     *,
     dry_run: bool,
     override_guard: bool = False,
+    now: datetime | None = None,
     stages: Stages = PLAIN,
     progress: Progress | None = None,
 ) -> PlannedRun:
     """Plan a tenant's run and load it (unless the guard stopped it, or it is a dry run)."""
     progress = progress or Progress()
-    planned = plan_run(engine, integration, override_guard=override_guard, stages=stages, progress=progress)
+    planned = plan_run(engine, integration, override_guard=override_guard, now=now, stages=stages, progress=progress)
     return load_planned(integration.tenant_id, run_id, planned, dry_run=dry_run, stages=stages, progress=progress)

@@ -14,4 +14,6 @@ EMPLOYEE_SCHEMA: dict[str, pl.DataType] = {
     "employment_status": pl.String(),
     "source_user_id": pl.String(),
     "status": pl.String(),
+    "flagged_at": pl.Datetime("us", "UTC"),  # when a run first flagged it; null while synced or unmanaged
+    "deactivated": pl.Boolean(),  # inactive for the platform (the deprovisioning policy)
 }

@@ -17,8 +17,10 @@ ACTIONS = [
     "kept",  # its source user is quarantined: kept exactly as it is
     "conflict",  # a change that would collide with another employee: not applied, listed
     "skipped_inactive",  # an inactive source user with no employee: not created
+    "deactivated",  # already flagged, now inactive for the platform (the deprovisioning policy)
+    "deleted",  # flagged for the policy's grace period: removed (its old values kept in the run's record)
 ]
-WRITES = ["created", "linked", "updated", "terminated", "non_matching", "reactivated"]
+WRITES = ["created", "linked", "updated", "terminated", "non_matching", "reactivated", "deactivated", "deleted"]
 STATUSES = ["synced", "terminated", "non_matching", "unmanaged"]
 FIELDS = ["email", "first_name", "last_name", "display_name", "status"]
 
@@ -41,6 +43,9 @@ class PlanSchema(pa.DataFrameModel):
     new_status: str = pa.Field(nullable=True, isin=STATUSES)
     new_employment_status: str = pa.Field(nullable=True)
     changed_fields: str = pa.Field(nullable=True)
+    flagged_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(nullable=True)  # type: ignore[valid-type]
+    old_deactivated: bool = pa.Field(nullable=True)
+    new_deactivated: bool = pa.Field(nullable=True)
 
     @pa.dataframe_check(name="created rows are complete and linked")
     @classmethod
@@ -69,16 +74,33 @@ class PlanSchema(pa.DataFrameModel):
     @pa.dataframe_check(name="no two employees end with the same email")
     @classmethod
     def final_emails_unique(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        final = pl.col("action") != "skipped_inactive"
+        final = ~pl.col("action").is_in(["skipped_inactive", "deleted"])
         final &= ~((pl.col("action") == "conflict") & pl.col("employee_id").is_null())
         return data.lazyframe.select(~final | ~pl.col("new_email_norm").is_duplicated().over(final))
 
     @pa.dataframe_check(name="no two employees end with the same link")
     @classmethod
     def final_links_unique(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        final = pl.col("employee_id").is_not_null() | (pl.col("action") == "created")
+        final = (pl.col("employee_id").is_not_null() & (pl.col("action") != "deleted")) | (
+            pl.col("action") == "created"
+        )
         return data.lazyframe.select(
             ~final | pl.col("source_user_id").is_null() | ~pl.col("source_user_id").is_duplicated().over(final)
+        )
+
+    @pa.dataframe_check(name="only employees that end flagged are inactive for the platform")
+    @classmethod
+    def deactivated_only_when_flagged(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            ~pl.col("new_deactivated").fill_null(False) | pl.col("new_status").is_in(["non_matching", "terminated"])
+        )
+
+    @pa.dataframe_check(name="a deleted row names its employee and keeps no new values")
+    @classmethod
+    def deleted_rows_empty(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            (pl.col("action") != "deleted")
+            | (pl.col("employee_id").is_not_null() & pl.col("new_status").is_null() & pl.col("new_email").is_null())
         )
 
     class Config:

@@ -2,9 +2,10 @@
 
 New employees go straight into `employees` with ids taken from its sequence beforehand, so that their
 audit records can name them without a join; changed employees go through a temporary staging table
-and one set-based UPDATE; every outcome lands in `run_changes`. On Postgres each bulk write is a COPY
-of a CSV that polars renders; on SQLite it is one DBAPI executemany. Nothing here loops over employees
-in Python, and nothing deletes one.
+and one set-based UPDATE; employees the deprovisioning policy deletes go in one DELETE (still flagged,
+or it is left alone); every outcome lands in `run_changes`. On Postgres each bulk write is a COPY of a
+CSV that polars renders; on SQLite it is one DBAPI executemany. Nothing here loops over employees in
+Python.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from schemas.plan import FIELDS, WRITES
 from store.bulk import copy_in, copy_out
 from store.models import utcnow
 
-UPDATES = [a for a in WRITES if a != "created"]
+UPDATES = [a for a in WRITES if a not in ("created", "deleted")]
 # Outcomes recorded in run_changes: every write, and every conflict (by source id and reason).
 RECORDED = [*WRITES, "conflict"]
 
@@ -48,6 +49,7 @@ STAGE_COLUMNS = [
     "new_display_name",
     "new_employment_status",
     "new_status",
+    "new_deactivated",  # 'true' or 'false'
 ]
 AUDIT = [f"{side}_{field}" for field in FIELDS for side in ("old", "new")]
 CHANGE_COLUMNS = [
@@ -80,7 +82,10 @@ UPDATE employees SET
     email = s.new_email, email_norm = s.new_email_norm,
     first_name = s.new_first_name, last_name = s.new_last_name, display_name = s.new_display_name,
     employment_status = s.new_employment_status, status = s.new_status,
-    source_user_id = s.source_user_id, updated_at = :now
+    source_user_id = s.source_user_id, updated_at = :now,
+    flagged_at = CASE WHEN s.new_status IN ('non_matching', 'terminated')
+                      THEN COALESCE(employees.flagged_at, :now) END,
+    deactivated_at = CASE WHEN s.new_deactivated = 'true' THEN COALESCE(employees.deactivated_at, :now) END
 FROM plan_stage AS s
 WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
   AND (employees.email IS DISTINCT FROM s.new_email
@@ -90,7 +95,16 @@ WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
        OR employees.display_name IS DISTINCT FROM s.new_display_name
        OR employees.employment_status IS DISTINCT FROM s.new_employment_status
        OR employees.status IS DISTINCT FROM s.new_status
-       OR employees.source_user_id IS DISTINCT FROM s.source_user_id)
+       OR employees.source_user_id IS DISTINCT FROM s.source_user_id
+       OR (employees.flagged_at IS NULL) = (s.new_status IN ('non_matching', 'terminated'))
+       OR (employees.deactivated_at IS NULL) = (s.new_deactivated = 'true'))
+"""
+
+# Only an employee still flagged is deleted: one a person or another run changed since it was read stays.
+_DELETE_DUE = """
+DELETE FROM employees
+WHERE tenant_id = :tenant AND status IN ('non_matching', 'terminated')
+  AND id IN (SELECT employee_id FROM delete_stage)
 """
 
 
@@ -179,7 +193,12 @@ def _apply(
     stamp: str,
 ) -> int:
     created = plan.filter(pl.col("action") == "created")
-    updates = plan.filter(pl.col("action").is_in(UPDATES)).select(STAGE_COLUMNS)
+    updates = (
+        plan.filter(pl.col("action").is_in(UPDATES))
+        .with_columns(new_deactivated=pl.col("new_deactivated").fill_null(False).cast(pl.String()))
+        .select(STAGE_COLUMNS)
+    )
+    deleted = plan.filter(pl.col("action") == "deleted").select("employee_id")
     written = 0
     with engine.begin() as conn:
         if not dry_run and not updates.is_empty():
@@ -195,6 +214,12 @@ def _apply(
             conn.execute(text(_PARK_MOVING), {"tenant": tenant_id})
             written += conn.execute(text(_UPDATE_CHANGED), {"tenant": tenant_id, "now": now}).rowcount or 0
             conn.execute(text("DROP TABLE plan_stage"))
+        if not dry_run and not deleted.is_empty():
+            conn.execute(text("DROP TABLE IF EXISTS delete_stage"))
+            conn.execute(text("CREATE TEMPORARY TABLE delete_stage (employee_id BIGINT)"))
+            copy_in(conn, "delete_stage", deleted)
+            written += conn.execute(text(_DELETE_DUE), {"tenant": tenant_id}).rowcount or 0
+            conn.execute(text("DROP TABLE delete_stage"))
         if not dry_run and not created.is_empty():
             rows = created.select(
                 tenant_id=pl.lit(tenant_id),

@@ -93,6 +93,11 @@ class Integration(Base):
     # would be flagged in one run.
     guard_max_share: Mapped[float] = mapped_column(Float, default=0.10)
     guard_min_count: Mapped[int] = mapped_column(Integer, default=10)
+    # Deprovisioning policy (design.md, "Lifecycle after matching"): what a run does to the employees it
+    # flags. flag: only the status; deactivate: also inactive for the platform; delete: deactivate, then
+    # remove once flagged for `deprovision_grace_days`.
+    deprovision_mode: Mapped[str] = mapped_column(String(20), default="flag", server_default="flag")
+    deprovision_grace_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     state: Mapped[str] = mapped_column(String(20), default="active")  # active | disconnected
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
@@ -117,6 +122,10 @@ class Employee(Base):
     employment_status: Mapped[str | None] = mapped_column(String(20))  # active | inactive, from the source
     source_user_id: Mapped[str | None] = mapped_column(String(200))  # the link
     status: Mapped[str] = mapped_column(String(20), default="unmanaged")
+    # When a run first flagged it (non_matching or terminated); cleared when it is synced again.
+    flagged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # When the deprovisioning policy made it inactive for the platform; cleared when it is synced again.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 

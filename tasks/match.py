@@ -5,16 +5,27 @@ Set-based: every rule is a polars join; no loop or query per employee.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from domain.policy import Policy
 from schemas.employees import EMPLOYEE_SCHEMA
 from schemas.plan import FIELDS
 from store.db import make_engine
 from store.repo import read_employees
 
-__all__ = ["EMPLOYEE_SCHEMA", "PLAN_COLUMNS", "match", "match_task", "match_tenant", "with_flag_reasons"]
+__all__ = [
+    "EMPLOYEE_SCHEMA",
+    "PLAN_COLUMNS",
+    "match",
+    "match_task",
+    "match_tenant",
+    "with_flag_reasons",
+    "with_policy",
+]
 
 PLAN_COLUMNS = [
     "employee_id",
@@ -34,6 +45,9 @@ PLAN_COLUMNS = [
     "new_status",
     "new_employment_status",
     "changed_fields",
+    "flagged_at",  # when the employee was first flagged, before this run (the policy's grace period)
+    "old_deactivated",
+    "new_deactivated",
 ]
 
 _SOURCE_VALUES = ["email", "first_name", "last_name", "display_name"]
@@ -50,6 +64,9 @@ def _keep_as_is(employees: pl.DataFrame, action: str, reason: str | None) -> pl.
         **{f"new_{f}": pl.col(f) for f in FIELDS},
         new_email_norm=pl.col("email_norm"),
         new_employment_status=pl.col("employment_status"),
+        flagged_at=pl.col("flagged_at"),
+        old_deactivated=pl.col("deactivated"),
+        new_deactivated=pl.col("deactivated"),
     )
 
 
@@ -149,6 +166,9 @@ def match(
         new_display_name=pl.col("display_name"),
         new_status=pl.when(pl.col("active")).then(pl.lit("synced")).otherwise(pl.lit("terminated")),
         new_employment_status=pl.col("employment_status"),
+        flagged_at=pl.col("flagged_at"),
+        old_deactivated=pl.col("deactivated"),
+        new_deactivated=pl.col("deactivated"),
     )
     # Rule 6: an email change onto an email another employee keeps is not applied; nor is a new
     # employee created with such an email (it is not merged into that employee either).
@@ -202,6 +222,8 @@ def match(
             new_status=pl.lit("synced"),
             new_email_norm=pl.col("email_norm"),
             new_employment_status=pl.col("employment_status"),
+            old_deactivated=pl.lit(False),
+            new_deactivated=pl.lit(False),
         )
         .with_columns(changed_fields=_changed_fields())
     )
@@ -279,6 +301,69 @@ def with_flag_reasons(plan: pl.DataFrame, listed_ids: pl.Series, in_scope_ids: p
         .then(pl.lit(DISABLED))
         .otherwise(pl.col("reason"))
     )
+
+
+FLAGGED = ["non_matching", "terminated"]
+# Employees this run could not judge (a quarantined or conflicting source user): the policy leaves them alone.
+UNJUDGED = ["kept", "conflict"]
+DEACTIVATED = "deactivated by the deprovisioning policy: flagged in the source"
+
+
+def deleted_reason(policy: Policy) -> str:
+    return f"deleted by the deprovisioning policy: flagged for at least {policy.grace_days} days"
+
+
+def with_policy(plan: pl.DataFrame, policy: Policy, now: datetime) -> pl.DataFrame:
+    """The plan with the tenant's deprovisioning policy applied (domain/policy.py): set-based, over the plan.
+
+    A judged employee that ends flagged is deactivated (modes deactivate and delete) and, in mode delete,
+    deleted once it has been flagged for the grace period (at least a day: never by the run that flags it).
+    One that ends synced is active again, whatever the mode: a rehire always restores. Kept and conflicting
+    employees keep their state. Deleted rows keep their old values (the audit of what was removed) and have
+    no new ones.
+    """
+    employee = pl.col("employee_id").is_not_null()
+    judged = employee & ~pl.col("action").is_in(UNJUDGED)
+    flagged = pl.col("new_status").is_in(FLAGGED)
+    was = pl.col("old_deactivated").fill_null(False)
+    deactivated = (
+        pl.when(~employee)
+        .then(pl.col("new_deactivated"))
+        .when(~judged)
+        .then(was)
+        .when(flagged)
+        .then(was | policy.deactivates)
+        .otherwise(False)
+    )
+    cutoff = now - timedelta(days=policy.grace_days)
+    due = judged & flagged & (pl.col("flagged_at").fill_null(now) <= cutoff) & policy.deletes
+    quiet = pl.col("action").is_in(["unchanged", "still_non_matching"])
+    changed = pl.col("new_deactivated") != was
+    plan = plan.with_columns(new_deactivated=deactivated, due=due)
+    plan = plan.with_columns(
+        action=pl.when("due")
+        .then(pl.lit("deleted"))
+        .when(quiet & changed & pl.col("new_deactivated"))
+        .then(pl.lit("deactivated"))
+        .when(quiet & changed)
+        .then(pl.lit("reactivated"))
+        .otherwise(pl.col("action")),
+        reason=pl.when("due")
+        .then(pl.lit(deleted_reason(policy)))
+        .when(quiet & changed & pl.col("new_deactivated"))
+        .then(pl.lit(DEACTIVATED))
+        .otherwise(pl.col("reason")),
+        changed_fields=pl.when("due")
+        .then(pl.lit(",".join(FIELDS)))
+        .when(employee & changed)
+        .then(pl.concat_str(pl.col("changed_fields"), pl.lit("deactivated"), separator=",", ignore_nulls=True))
+        .otherwise(pl.col("changed_fields")),
+    )
+    gone = {f"new_{f}": pl.when("due").then(None).otherwise(pl.col(f"new_{f}")) for f in _NEW_VALUES}
+    return plan.with_columns(**gone).drop("due")
+
+
+_NEW_VALUES = [*FIELDS, "email_norm", "employment_status", "deactivated"]
 
 
 def match_tenant(tenant: str, users: pl.DataFrame, held_user_ids: pl.Series) -> pl.DataFrame:

@@ -17,6 +17,8 @@ COUNTED_ACTIONS = ["created", "linked", "updated", "unchanged", "non_matching", 
 COUNT_KEYS = [
     "fetched",
     *COUNTED_ACTIONS,
+    "deactivated",  # made inactive for the platform by the policy (newly flagged ones included)
+    "deleted",
     "skipped_inactive",
     "filtered_out",
     "invalid",
@@ -30,12 +32,20 @@ def count(plan: pl.DataFrame, *, fetched: int, filtered_out: int, invalid: int) 
     for action in [*COUNTED_ACTIONS, "skipped_inactive"]:
         counts[action] = int(by_action.get(action, 0))
     counts["conflicts"] = int(by_action.get("conflict", 0))
+    counts["deleted"] = int(by_action.get("deleted", 0))
+    counts["deactivated"] = plan.filter(newly_deactivated()).height
     return {key: counts[key] for key in COUNT_KEYS}
+
+
+def newly_deactivated() -> pl.Expr:
+    """Plan rows of employees this run makes inactive for the platform."""
+    return pl.col("new_deactivated").fill_null(False) & ~pl.col("old_deactivated").fill_null(False)
 
 
 def totals(plan: pl.DataFrame) -> dict[str, int]:
     """The tenant's employees per status once the plan is applied (what a dry run would leave)."""
-    final = plan.filter(pl.col("employee_id").is_not_null() | (pl.col("action") == "created"))
+    kept = pl.col("employee_id").is_not_null() & (pl.col("action") != "deleted")
+    final = plan.filter(kept | (pl.col("action") == "created"))
     return {str(k): int(v) for k, v in final.group_by("new_status").len().sort("new_status").iter_rows()}
 
 

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from domain.errors import ExplainedError
 from schemas.plan import PlanSchema
 from schemas.source_users import REASONS, SourceUserSchema
+from tasks.report import newly_deactivated
 
 # A run whose in-scope input is mostly invalid fails instead of flagging what is left.
 MAX_INVALID_SHARE = 0.5
@@ -94,17 +95,24 @@ class Guard:
 
 
 def check_guard(plan: pl.DataFrame, *, fetched: int, guard: Guard, override: bool) -> str | None:
-    """Why the run must stop before loading, or None. `override` lets an engineer proceed anyway."""
-    synced = plan.filter(pl.col("old_status") == "synced").height
-    flagged = plan.filter(
-        (pl.col("old_status") == "synced") & pl.col("action").is_in(["non_matching", "terminated"])
+    """Why the run must stop before loading, or None. `override` lets an engineer proceed anyway.
+
+    Every employee the run would flag (non_matching, terminated), deactivate or delete counts toward the
+    limit, whatever its status before: an unmanaged employee flagged after a reconnect counts as much as
+    a synced one, and so does a flagged one the policy deletes. The share is of the employees not flagged
+    before the run (synced and unmanaged ones), so that a long list of old flags does not dilute it."""
+    employees = plan.filter(pl.col("employee_id").is_not_null())
+    synced = employees.filter(pl.col("old_status") == "synced").height
+    unflagged = employees.filter(pl.col("old_status").is_in(["synced", "unmanaged"])).height
+    affected = employees.filter(
+        pl.col("action").is_in(["non_matching", "terminated", "deleted"]) | newly_deactivated()
     ).height
     reason = None
     if fetched == 0 and synced > 0:
         reason = f"the source returned no users while the tenant has {synced} synced employees"
-    elif flagged >= guard.min_count and flagged > guard.max_share * synced:
+    elif affected >= guard.min_count and affected > guard.max_share * unflagged:
         reason = (
-            f"the run would flag {flagged} of {synced} synced employees as non_matching or terminated "
+            f"the run would flag, deactivate or delete {affected} employees of {unflagged} not flagged before "
             f"(limit: more than {guard.max_share:.0%} and at least {guard.min_count})"
         )
     if reason and override:

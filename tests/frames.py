@@ -47,6 +47,8 @@ def employee(
         "employment_status": kw.get("employment_status", "active" if status != "terminated" else "inactive"),
         "source_user_id": link,
         "status": status,
+        "flagged_at": kw.get("flagged_at"),
+        "deactivated": kw.get("deactivated", False),
     }
 
 

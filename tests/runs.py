@@ -4,14 +4,17 @@ pipeline's own (pipeline/run.py), never re-assembled here."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 import polars as pl
 from sqlalchemy import Engine
 
+from domain.policy import Policy
 from pipeline import PLAIN, PlannedRun, Selection, Stages, load_planned, plan_snapshot
 from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, SourceSnapshot
 from store.repo import start_run
 from tasks.match import match
+from tasks.validate import Guard
 
 ALL_USERS = Selection(all_users=True)
 
@@ -29,10 +32,21 @@ def against(employees: pl.DataFrame) -> Stages:
 
 
 def sync_snapshot(
-    engine: Engine, tenant: str, snapshot: SourceSnapshot, *, selection: Selection = ALL_USERS, dry_run: bool = False
+    engine: Engine,
+    tenant: str,
+    snapshot: SourceSnapshot,
+    *,
+    selection: Selection = ALL_USERS,
+    dry_run: bool = False,
+    policy: Policy | None = None,
+    now: datetime | None = None,
+    guard: Guard | None = None,
 ) -> tuple[str, PlannedRun]:
     """A recorded run of everything after extract, loaded through the engine's database (the default one,
-    as the `database_url` fixture sets it). The guard is overridden: these tests are about the load."""
+    as the `database_url` fixture sets it). The guard is overridden unless one is given: most of these
+    tests are about the load. `now` is the policy's clock (the grace period)."""
     run_id = start_run(engine, tenant, trigger="cli", parameters={}, flow_run_id=None, dry_run=dry_run)
-    planned = plan_snapshot(tenant, snapshot, selection, override_guard=True)
+    planned = plan_snapshot(
+        tenant, snapshot, selection, guard=guard, override_guard=guard is None, policy=policy, now=now
+    )
     return run_id, load_planned(tenant, run_id, planned, dry_run=dry_run)

@@ -59,7 +59,7 @@ def test_a_run_stopped_by_the_guard_changes_nothing_and_its_artifact_lists_what_
     people[0]["employment_status"] = "INACTIVE"  # one leaver, and 11 moved out of scope: 12 of 30
     upstream.source.replace(dataset(people, [group("g", "G", [p["id"] for p in people[:19]])]))
 
-    with pytest.raises(GuardTripped, match="12 of 30"):
+    with pytest.raises(GuardTripped, match="12 employees of 30"):
         sync()
 
     assert table(engine) == before

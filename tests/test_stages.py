@@ -420,7 +420,7 @@ def stops(plan: pl.DataFrame, *, fetched: int = 1, guard: Guard | None = None, o
 def test_guard_stops_a_run_flagging_more_than_ten_percent_and_at_least_ten_synced_employees() -> None:
     reason = check_guard(guard_plan(synced=100, leaving=11), fetched=89, guard=Guard(), override=False)
     assert reason is not None
-    assert "11 of 100" in reason
+    assert "11 employees of 100" in reason
 
 
 def test_guard_lets_exactly_ten_percent_pass() -> None:
@@ -455,12 +455,18 @@ def test_override_lets_a_stopped_run_proceed() -> None:
     assert check_guard(guard_plan(synced=100, leaving=50), fetched=50, guard=Guard(), override=True) is None
 
 
-def test_employees_not_synced_do_not_count_toward_the_guard() -> None:
-    # 12 unmanaged + 12 already non_matching employees match nobody, but only 2 of 40 synced ones leave.
-    plan = guard_plan(synced=40, leaving=2, unmanaged=12, non_matching=12)
-    assert not stops(plan)
-    # ...and they do not dilute the share either: 10 of 40 synced is 25%.
-    assert stops(guard_plan(synced=40, leaving=10, unmanaged=200))
+def test_unmanaged_employees_flagged_count_toward_the_guard() -> None:
+    # why: after a disconnect every employee is unmanaged; a reconnect to a broken source must not flag them all.
+    assert stops(guard_plan(synced=40, leaving=2, unmanaged=12))  # 14 of 52
+    assert stops(guard_plan(synced=0, leaving=0, unmanaged=500))
+    assert not stops(guard_plan(synced=120, leaving=2, unmanaged=8))  # 10 of 128
+
+
+def test_employees_flagged_before_the_run_neither_count_nor_dilute() -> None:
+    # 12 already non_matching employees stay unmatched, but only 2 of 40 synced ones leave.
+    assert not stops(guard_plan(synced=40, leaving=2, non_matching=12))
+    # ...and 200 old flags do not dilute the share: 10 of 40 is 25%.
+    assert stops(guard_plan(synced=40, leaving=10, non_matching=200))
 
 
 def test_guard_thresholds_are_settings() -> None:
@@ -482,8 +488,11 @@ def test_guard_stops_exactly_when_both_thresholds_are_exceeded(
     flagged = data.draw(st.integers(min_value=0, max_value=synced))
     plan = pl.DataFrame(
         {
+            "employee_id": range(synced),
             "old_status": ["synced"] * synced,
             "action": ["non_matching"] * flagged + ["unchanged"] * (synced - flagged),
+            "old_deactivated": [False] * synced,
+            "new_deactivated": [False] * synced,
         }
     )
     stopped = stops(plan, fetched=synced, guard=Guard(max_share=float(share), min_count=min_count))
@@ -551,6 +560,8 @@ def test_counts_say_how_many_employees_and_source_users_had_each_outcome() -> No
         "non_matching": 1,  # employee 6; employee 7 was flagged by an earlier run and is not counted again
         "terminated": 1,  # u3
         "reactivated": 1,  # u4
+        "deactivated": 0,  # the policy is flag
+        "deleted": 0,
         "skipped_inactive": 1,  # u8, inactive and never an employee
         "filtered_out": 2,
         "invalid": 3,
