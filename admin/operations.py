@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from admin.connect import ConnectError
 from domain.errors import ConflictError, UnavailableError
+from domain.policy import Policy
 from domain.schedules import Schedule
 from domain.words import INTEGRATION_TYPES, PROVIDERS
 from pipeline import read_groups, refresh_groups
@@ -36,9 +37,11 @@ from store.repo import (
     get_tenant,
     integration_settings,
     pending_run,
+    policy_of,
     schedule_of,
     select_groups,
     set_guard,
+    set_policy,
     start_run,
     status_totals,
 )
@@ -177,6 +180,7 @@ class TenantSettings:
     schedule: Schedule | None
     guard_max_share: float
     guard_min_count: int
+    policy: Policy
 
     def as_dict(self) -> dict[str, Any]:
         schedule = self.schedule
@@ -185,6 +189,7 @@ class TenantSettings:
             "all_users": self.all_users,
             "schedule": None if schedule is None else schedule.as_dict(),
             "guard": {"max_share": self.guard_max_share, "min_count": self.guard_min_count},
+            "policy": self.policy.as_dict(),
         }
 
 
@@ -197,6 +202,7 @@ def tenant_settings(engine: Engine, tenant: str) -> TenantSettings:
         schedule=schedule_of(integration),
         guard_max_share=integration.guard_max_share,
         guard_min_count=integration.guard_min_count,
+        policy=policy_of(integration),
     )
 
 
@@ -213,9 +219,13 @@ def save_settings(
     schedule: Schedule | None = _UNCHANGED,
     guard_max_share: float | None = None,
     guard_min_count: int | None = None,
+    policy_mode: str | None = None,
+    policy_grace_days: int | None = None,
 ) -> TenantSettings:
     """Store what is given (None / not given keeps it); audited old -> new."""
     before = tenant_settings(engine, tenant)
+    if policy_mode is not None or policy_grace_days is not None:  # checked first: a refusal writes nothing
+        set_policy(engine, tenant, mode=policy_mode, grace_days=policy_grace_days)
     if group_ids is not None or all_users is not None:
         everyone = bool(all_users)
         select_groups(engine, tenant, [] if everyone else (group_ids or []), all_users=everyone)
@@ -376,13 +386,14 @@ def integration_view(engine: Engine, tenant: str) -> dict[str, Any]:
 def tenant_overview(engine: Engine, tenant: str) -> dict[str, Any]:
     """One tenant's state in one place (`provision tenant show`): its integration (state, provider,
     connection, health), the selected groups with their names, the schedule, the guard's thresholds, the
-    employees per status and the last run. Selection and guard are None before the first connect."""
+    deprovisioning policy, the employees per status and the last run. Selection, guard and policy are None
+    before the first connect."""
     view = integration_view(engine, tenant)  # the tenant checked, and the integration as the API shows it
     with Session(engine) as session:
         row = get_tenant(session, tenant)
         name, created_at = row.name, row.created_at.isoformat()
         integration = session.get(Integration, tenant)
-        selection = guard = None
+        selection = guard = policy = None
         base_url = None
         if integration is not None:
             selected = list(integration.selected_group_ids)
@@ -398,6 +409,7 @@ def tenant_overview(engine: Engine, tenant: str) -> dict[str, Any]:
                 "groups": [{"group_id": group_id, "name": names.get(group_id)} for group_id in selected],
             }
             guard = {"max_share": integration.guard_max_share, "min_count": integration.guard_min_count}
+            policy = policy_of(integration).as_dict()
             base_url = integration.base_url if integration.state == "active" else None
         schedule = stored.as_dict() if (stored := schedule_of(integration)) else None
     return {
@@ -414,6 +426,7 @@ def tenant_overview(engine: Engine, tenant: str) -> dict[str, Any]:
         "selection": selection,
         "schedule": schedule,
         "guard": guard,
+        "policy": policy,
         "employees": status_totals(engine, tenant),
         "last_run": view["last_run"],
     }

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import operations as ops
 from admin.connect import ConnectError, accept_state, authorization_url
+from admin.explain import explain_person
 from admin.runs import Dispatcher, default_dispatcher
 from api.auth import Caller, TenantId, engine_of
 from api.problems import MEDIA_TYPE, Problem, install, problem
@@ -122,11 +123,17 @@ class GuardIn(Strict):
     min_count: int | None = Field(None, ge=1, le=1_000_000)
 
 
+class PolicyIn(Strict):
+    mode: Literal["flag", "deactivate", "delete"] | None = None
+    grace_days: int | None = Field(None, ge=1, le=3650, description="Days flagged before `delete` removes one.")
+
+
 class SettingsIn(Strict):
     group_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, max_length=1000)
     all_users: bool | None = None
     schedule: ScheduleIn | None = Field(None, description="null: no automatic sync; absent: unchanged.")
     guard: GuardIn | None = None
+    policy: PolicyIn | None = Field(None, description="The deprovisioning policy; absent: unchanged.")
     sync: bool = Field(False, description="Save and Sync: start a sync once the settings are stored.")
 
 
@@ -141,11 +148,17 @@ class GuardOut(BaseModel):
     min_count: int
 
 
+class PolicyOut(BaseModel):
+    mode: Literal["flag", "deactivate", "delete"]
+    grace_days: int
+
+
 class SettingsOut(BaseModel):
     group_ids: list[str]
     all_users: bool
     schedule: ScheduleOut | None
     guard: GuardOut
+    policy: PolicyOut
     run: RunRef | None = None
 
 
@@ -205,6 +218,8 @@ class EmployeeOut(BaseModel):
     status: Literal["synced", "terminated", "non_matching", "unmanaged"]
     link: str | None
     reason: str | None
+    flagged_at: str | None = Field(description="When a run first flagged it; null while synced or unmanaged.")
+    deactivated: bool = Field(description="Inactive for the platform (the deprovisioning policy).")
     updated_at: str | None
 
 
@@ -253,6 +268,91 @@ class AuditPage(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class SourceRecordOut(BaseModel):
+    """A source user's allowed attributes, nothing else."""
+
+    user_id: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    display_name: str | None
+    employment_status: str | None
+
+
+class PersonGroupOut(BaseModel):
+    group_id: str
+    name: str | None
+    selected: bool
+    inherited: bool = Field(description="A member through a child group (named in `via`), not directly.")
+    via: list[str]
+
+
+class ScopeOut(BaseModel):
+    verdict: Literal["all_users", "in_selected_group", "outside"]
+    because: str
+    selected_groups: list[str]
+
+
+class MatchOut(BaseModel):
+    rule: int | None = Field(description="The matching rule of the design that decides (1-6), or null.")
+    employee_id: int | None
+    how: str
+
+
+class FieldChangeOut(BaseModel):
+    old: str | bool | None
+    new: str | bool | None
+
+
+class OutcomeOut(BaseModel):
+    action: str = Field(description="The plan row's action, as the next run would record it.")
+    reason: str | None
+    new_status: str | None
+    changed_fields: list[str]
+    changes: dict[str, FieldChangeOut]
+
+
+class ExplainedSourceUserOut(BaseModel):
+    record: SourceRecordOut
+    groups: list[PersonGroupOut]
+    scope: ScopeOut
+    quarantined: str | None = Field(description="Why the next run quarantines the record, or null.")
+    match: MatchOut
+    next_run: OutcomeOut | None = Field(description="Its own outcome when no employee carries it.")
+
+
+class ExplainedEmployeeOut(BaseModel):
+    employee_id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    display_name: str | None
+    status: str
+    link: str | None
+    relation: str
+    next_run: OutcomeOut | None
+
+
+class SelectedGroupOut(BaseModel):
+    group_id: str
+    name: str | None
+
+
+class SelectionOut(BaseModel):
+    all_users: bool
+    groups: list[SelectedGroupOut]
+    missing_groups: list[str]
+
+
+class ExplanationOut(BaseModel):
+    tenant: str
+    query: dict[str, str]
+    selection: SelectionOut
+    stopped_by_guard: str | None = Field(description="Why the mass-change guard would stop the next run, or null.")
+    source_users: list[ExplainedSourceUserOut]
+    employees: list[ExplainedEmployeeOut]
 
 
 # ---- the body-size limit ------------------------------------------------------------------------------
@@ -483,6 +583,8 @@ def _routes(app: FastAPI) -> None:
             changes["schedule"] = None if body.schedule is None else _schedule(body.schedule)
         if body.guard is not None:
             changes["guard_max_share"], changes["guard_min_count"] = body.guard.max_share, body.guard.min_count
+        if body.policy is not None:
+            changes["policy_mode"], changes["policy_grace_days"] = body.policy.mode, body.policy.grace_days
         current = ops.save_settings(
             engine_of(request),
             tenant,
@@ -532,10 +634,15 @@ def _routes(app: FastAPI) -> None:
         tenant: TenantId,
         status: Annotated[Literal["synced", "terminated", "non_matching", "unmanaged"] | None, Query()] = None,
         q: Annotated[str | None, Query(max_length=200, description="Part of a name or an email.")] = None,
+        deactivated: Annotated[
+            bool | None, Query(description="Only those inactive for the platform (true) or active (false).")
+        ] = None,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> EmployeePage:
-        total, rows = employee_page(engine_of(request), tenant, status=status, search=q, offset=offset, limit=limit)
+        total, rows = employee_page(
+            engine_of(request), tenant, status=status, search=q, deactivated=deactivated, offset=offset, limit=limit
+        )
         return EmployeePage(
             total=total, offset=offset, limit=limit, employees=[EmployeeOut.model_validate(r) for r in rows]
         )
@@ -581,3 +688,29 @@ def _routes(app: FastAPI) -> None:
     ) -> AuditPage:
         entries = audit_entries(engine_of(request), tenant, limit=limit, offset=offset)
         return AuditPage(entries=[AuditOut.model_validate(e) for e in entries])
+
+    @app.get(
+        "/tenants/{tenant}/explain",
+        response_model=ExplanationOut,
+        responses={
+            **ERRORS,
+            404: {"description": "Unknown tenant (or another tenant's), or a person nobody knows", **PROBLEM},
+            502: {"description": "The source failed", **PROBLEM},
+        },
+        tags=["employees"],
+    )
+    def explain(
+        request: Request,
+        tenant: TenantId,
+        email: Annotated[str | None, Query(min_length=1, max_length=320, description="The person's email.")] = None,
+        source_id: Annotated[
+            str | None, Query(min_length=1, max_length=200, description="The person's user id in the source.")
+        ] = None,
+    ) -> ExplanationOut:
+        """One person, read-only (give `email` or `source_id`): their source record, the groups that put them in
+        or out of scope, the employee they match and by which rule, and what the next run would do and why. Reads
+        the source once; writes nothing."""
+        if (email is None) == (source_id is None):
+            raise Problem(422, "Give either email or source_id, not both or neither.")
+        document = explain_person(engine_of(request), tenant, email=email, source_id=source_id)
+        return ExplanationOut.model_validate(document)

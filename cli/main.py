@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from cli import erase as erase_command
+from cli import explain as explain_command
 from cli import orchestration, service
 from cli.common import (
     OneLineUsageErrors,
@@ -25,6 +26,7 @@ from cli.common import (
     render_counts,
     run_sync,
 )
+from domain.policy import Policy
 from domain.words import PROVIDERS, STATUSES
 from simulator.faults import FAULT_SPEC_HELP
 
@@ -141,6 +143,7 @@ def tenant_show(
             ("selection", selected),
             ("schedule", _describe_schedule(o["schedule"])),
             ("guard", guarded),
+            ("policy", "-" if o["policy"] is None else Policy(**o["policy"]).describe()),
             ("employees", totals),
             ("last run", _describe_run(o["last_run"])),
         ]:
@@ -333,6 +336,36 @@ def guard(
 
 
 @app.command()
+def policy(
+    tenant: str,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="flag (default): only flag; deactivate: also inactive for the platform; delete: "
+            "deactivate, then delete after the grace period."
+        ),
+    ] = None,
+    grace_days: Annotated[
+        int | None, typer.Option(help="Days an employee stays flagged before `delete` removes it (default 30).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the tenant's deprovisioning policy, or change it (applied by the next run)."""
+    from admin.operations import CLI, save_settings, tenant_settings
+
+    with explained_errors():
+        if mode is not None or grace_days is not None:
+            current = save_settings(engine(), tenant, actor=CLI, policy_mode=mode, policy_grace_days=grace_days)
+        else:
+            current = tenant_settings(engine(), tenant)
+
+    def render(policy: dict[str, Any]) -> None:
+        typer.echo(f"Tenant {tenant}: {Policy(**policy).describe()}.")
+
+    emit(current.policy.as_dict(), as_json, render)
+
+
+@app.command()
 def employees(
     tenant: str,
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
@@ -350,7 +383,8 @@ def employees(
         for r in rows:
             name = f"{r['first_name'] or ''} {r['last_name'] or ''}".strip()
             why = f"  ({r['reason']})" if r["reason"] else ""
-            typer.echo(f"{r['status']:<13} {r['email']:<40} {name:<30} {r['link'] or ''}{why}")
+            status = r["status"] + (", deactivated" if r["deactivated"] else "")
+            typer.echo(f"{status:<26} {r['email']:<40} {name:<30} {r['link'] or ''}{why}")
 
     emit(rows, as_json, render)
 
@@ -486,5 +520,6 @@ def demo(
 
 
 app.command()(erase_command.erase)
+app.command()(explain_command.explain)
 orchestration.register(app)
 service.register(app)

@@ -58,18 +58,26 @@ def deploy(
     work_pool: Annotated[str, typer.Option(help="The Prefect work pool the deployments run on.")] = "provisioning",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Reconcile Prefect with every tenant's schedule at once: one deployment per scheduled tenant (idempotent)."""
+    """Reconcile Prefect with every tenant's schedule at once: one deployment per scheduled tenant, and the
+    automation that alerts on failed and guard-stopped unattended runs (PROVISIONING_ALERT_WEBHOOK_URL). Idempotent."""
     from admin.runs import prefect_server_configured
+    from deployments.alerts import reconcile_alerts
     from deployments.reconcile import reconcile
+    from settings import get_settings
 
     if not prefect_server_configured():
         fail("No Prefect server configured; set PREFECT_API_URL to your server's API (http://host:4200/api).")
     with explained_errors():
-        done = reconcile(engine(), work_pool=work_pool).as_dict()
+        alert_url = get_settings().alert_webhook()  # checked before anything changes
+        done: dict[str, Any] = reconcile(engine(), work_pool=work_pool).as_dict()
+        alerts = reconcile_alerts(alert_url)
+    done["alerts"] = {"state": alerts.state, "target": alerts.target}
 
-    def render(done: dict[str, list[str]]) -> None:
+    def render(done: dict[str, Any]) -> None:
         for what, names in done.items():
-            typer.echo(f"{what:<10} {', '.join(names) or '-'}")
+            if what != "alerts":
+                typer.echo(f"{what:<10} {', '.join(names) or '-'}")
+        typer.echo(f"{'alerts':<10} {alerts.state}: {alerts.describe()}")
 
     emit(done, as_json, render)
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from domain.errors import describe
 from domain.schedules import late_reason
+from flows.alerts import alert_run_end
 from flows.triggers import TRIGGERS, current_trigger
 from pipeline import PlannedRun, Progress, Stages, sync_run
 from store.db import make_engine
@@ -63,6 +64,15 @@ def sync_tenant(
     except StoreError as exc:
         if run_id is not None:  # the door's queued row must not stay queued
             finish_run(engine, run_id, outcome="failed", failed_stage="extract", error=str(exc))
+            alert_run_end(
+                tenant,
+                run_id,
+                trigger=trigger or current_trigger(),
+                outcome="failed",
+                failed_stage="extract",
+                error=str(exc),
+                dry_run=dry_run,
+            )
         raise
     parameters = {"dry_run": dry_run, "override_guard": override_guard, "wait_for_lock": wait_for_lock}
     trigger = trigger or current_trigger()
@@ -78,16 +88,19 @@ def sync_tenant(
             return {"run_id": run_id, "outcome": "skipped_late", "dry_run": dry_run, "counts": {}, "totals": {}}
     try:
         with tenant_lock(engine, tenant, wait=wait_for_lock):
-            return run_stages(engine, integration, run_id, dry_run=dry_run, override_guard=override_guard)
+            return run_stages(
+                engine, integration, run_id, dry_run=dry_run, override_guard=override_guard, trigger=trigger
+            )
     except TenantBusyError as exc:
         finish_run(engine, run_id, outcome="refused", failed_stage="lock", error=str(exc))
         raise
 
 
 def run_stages(
-    engine: Engine, integration: Integration, run_id: str, *, dry_run: bool, override_guard: bool
+    engine: Engine, integration: Integration, run_id: str, *, dry_run: bool, override_guard: bool, trigger: str
 ) -> dict[str, Any]:
-    """The stages of one run under the tenant's lock; the run row says where a failure happened."""
+    """The stages of one run under the tenant's lock; the run row says where a failure happened, and a run
+    that ends failed or stopped by the guard emits its alert (flows/alerts.py says when that reaches anyone)."""
     tenant = integration.tenant_id
     logger = get_run_logger()
     progress = Progress(log=logger.info)
@@ -114,6 +127,9 @@ def run_stages(
             if interrupted:
                 reason = f"Interrupted during {stage}: nothing was written to the employee table."
             finish_run(engine, run_id, outcome="failed", failed_stage=stage, error=reason)
+            alert_run_end(
+                tenant, run_id, trigger=trigger, outcome="failed", failed_stage=stage, error=reason, dry_run=dry_run
+            )
             if not interrupted:  # after an interrupt, the orchestrator may be gone: no artifact then
                 markdown = failure_markdown(
                     tenant=tenant, run_id=run_id, stage=stage, reason=reason, not_done=progress.not_done
@@ -121,6 +137,9 @@ def run_stages(
                 _publish_quietly(tenant, markdown)
             raise
     if planned.stop_reason:
+        alert_run_end(
+            tenant, run_id, trigger=trigger, outcome="stopped_by_guard", error=planned.stop_reason, dry_run=dry_run
+        )
         raise GuardTripped(f"tenant {tenant}: {planned.stop_reason}; re-run with override_guard=True to apply it")
     return {
         "run_id": run_id,

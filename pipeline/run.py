@@ -33,6 +33,7 @@ from tasks.filter import Scope, filter_users
 from tasks.flatten import FlatGroups, flatten
 from tasks.load import load
 from tasks.match import match_tenant, with_flag_reasons, with_policy
+from tasks.memberships import current_memberships, membership_changes, wanted_memberships
 from tasks.report import count
 from tasks.validate import Guard, ValidatedUsers, check_plan, validate_source_users
 
@@ -53,7 +54,9 @@ class Stages:
     validate_users: Callable[[pl.DataFrame], ValidatedUsers] = validate_source_users
     match: Callable[[str, pl.DataFrame, pl.Series], pl.DataFrame] = match_tenant  # (tenant, users, held ids)
     validate_plan: Callable[[pl.DataFrame, int, Guard, bool], tuple[pl.DataFrame, str | None]] = check_plan
-    load: Callable[[str, str, pl.DataFrame, pl.DataFrame, bool], int] = load  # (tenant, run, plan, quarantine, dry)
+    # (tenant, run, plan, quarantine, membership changes, dry)
+    load: Callable[[str, str, pl.DataFrame, pl.DataFrame, pl.DataFrame, bool], int] = load
+    memberships: Callable[[str], pl.DataFrame] = current_memberships  # (tenant) -> (employee_id, group_id)
 
 
 PLAIN = Stages()
@@ -108,6 +111,7 @@ class PlannedRun:
     plan: pl.DataFrame  # the checked plan: one outcome per employee and per in-scope source user
     quarantine: pl.DataFrame  # (record, source_user_id, reason) of unusable in-scope source users
     groups: pl.DataFrame  # the flat group list, with member counts
+    memberships: pl.DataFrame  # who joins and who leaves which group (tasks/memberships.py)
     missing_groups: list[str]  # selected group ids the source no longer lists
     counts: dict[str, int]  # derived from the plan's outcome records (tasks/report.py)
     stop_reason: str | None  # why the mass-change guard stopped the run before loading, or None
@@ -135,9 +139,12 @@ def _validated(v: ValidatedUsers) -> str:
     return f"{v.users.height} usable, {v.quarantine.height} quarantined"
 
 
-def _matched(plan: pl.DataFrame) -> str:
+def _matched(matched: tuple[pl.DataFrame, pl.DataFrame]) -> str:
+    plan, memberships = matched
     actions = plan.group_by("action").len().sort("action").iter_rows()
-    return "planned " + (", ".join(f"{action} {n}" for action, n in actions) or "nothing")
+    moves = dict(memberships.group_by("action").len().iter_rows())
+    groups = f"; {moves.get('joined', 0)} group memberships joined, {moves.get('left', 0)} left"
+    return "planned " + (", ".join(f"{action} {n}" for action, n in actions) or "nothing") + groups
 
 
 def _checked(result: tuple[pl.DataFrame, str | None]) -> str:
@@ -203,21 +210,35 @@ def plan_snapshot(
     )
     validated = progress.step("validate users", _validated, stages.validate_users, scope.users)
 
-    def matched_with_reasons(*args: Any) -> pl.DataFrame:
+    def matched(*args: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The plan, with why it flags each one and the policy applied, and who joins or leaves which group."""
         plan = with_flag_reasons(stages.match(*args), snapshot.users["user_id"], scope.users["user_id"])
-        return with_policy(plan, policy or Policy(), now or utcnow())
+        plan = with_policy(plan, policy or Policy(), now or utcnow())
+        wanted = wanted_memberships(
+            flat.memberships,
+            scope.users["user_id"],
+            flat.groups["group_id"],
+            selected_group_ids=selection.group_ids,
+            all_users=selection.all_users,
+        )
+        return plan, membership_changes(plan, wanted, stages.memberships(tenant))
 
-    plan = progress.step("match", _matched, matched_with_reasons, tenant, validated.users, validated.held_user_ids)
+    plan, memberships = progress.step("match", _matched, matched, tenant, validated.users, validated.held_user_ids)
     plan, stop_reason = progress.step(
         "validate plan", _checked, stages.validate_plan, plan, snapshot.users.height, guard or Guard(), override_guard
     )
     counts = count(
-        plan, fetched=snapshot.users.height, filtered_out=scope.filtered_out, invalid=validated.quarantine.height
+        plan,
+        fetched=snapshot.users.height,
+        filtered_out=scope.filtered_out,
+        invalid=validated.quarantine.height,
+        memberships=memberships,
     )
     return PlannedRun(
         plan=plan,
         quarantine=validated.quarantine,
         groups=flat.groups,
+        memberships=memberships,
         missing_groups=scope.missing_groups,
         counts=counts,
         stop_reason=stop_reason,
@@ -266,7 +287,9 @@ def load_planned(
     summary: Callable[[int], str] = (
         (lambda _: "dry run: nothing written") if dry_run else (lambda n: f"{n} rows written")
     )
-    written = progress.step("load", summary, stages.load, tenant, run_id, planned.plan, planned.quarantine, dry_run)
+    written = progress.step(
+        "load", summary, stages.load, tenant, run_id, planned.plan, planned.quarantine, planned.memberships, dry_run
+    )
     return replace(planned, written=written)
 
 

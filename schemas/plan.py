@@ -24,6 +24,14 @@ WRITES = ["created", "linked", "updated", "terminated", "non_matching", "reactiv
 STATUSES = ["synced", "terminated", "non_matching", "unmanaged"]
 FIELDS = ["email", "first_name", "last_name", "display_name", "status"]
 
+# Group sync's changes in a run: one row per employee and group it joined or left (tasks/memberships.py).
+MEMBERSHIP_CHANGE_SCHEMA: dict[str, pl.DataType] = {
+    "employee_id": pl.Int64(),  # null for an employee this run creates (the load knows its id)
+    "source_user_id": pl.String(),
+    "group_id": pl.String(),
+    "action": pl.String(),  # joined | left
+}
+
 
 class PlanSchema(pa.DataFrameModel):
     employee_id: int = pa.Field(nullable=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import cast
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,28 @@ class Settings(BaseSettings):
     public_url: str | None = None
     state_secret: SecretStr | None = None
     redirect_allowlist: str = ""
+    # Where Prefect sends the alerts of unattended runs that failed or were stopped by the guard (`provision
+    # deploy` keeps the automation, deployments/alerts.py): the platform's webhook. A secret, since such URLs
+    # often carry a token in their path. Checked where it is used (`alert_webhook`), not here: a mistyped alert
+    # URL must not stop every command and every run that reads these settings.
+    alert_webhook_url: SecretStr | None = None
+
+    def alert_webhook(self) -> SecretStr | None:
+        """The alert webhook URL, or None when not set; an http(s) URL with a host, else an AlertSettingError."""
+        url = self.alert_webhook_url.get_secret_value().strip() if self.alert_webhook_url else ""
+        if not url:
+            return None
+        try:
+            parts = urlsplit(url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # an unclosed [IPv6 address, a port that is no number
+            usable = False
+        if not usable:  # the value itself is not quoted: it may hold a token
+            raise AlertSettingError(
+                "PROVISIONING_ALERT_WEBHOOK_URL is not an http(s) URL with a host "
+                "(such as https://platform.example/hooks/provisioning)."
+            )
+        return SecretStr(url)
 
     def allowed_hosts(self) -> list[str]:
         return [h.strip() for h in self.allowed_source_hosts.split(",") if h.strip()]
@@ -48,6 +71,10 @@ class UnifiedCredentials(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     unified_api_token: SecretStr | None = Field(default=None)
+
+
+class AlertSettingError(ExplainedError):
+    """The alert webhook URL cannot work."""
 
 
 def get_settings() -> Settings:

@@ -43,7 +43,8 @@ def erase_employee(engine: Engine, tenant_id: str, email: str) -> Erasure:
         if link is not None:
             mine = or_(mine, RunChange.source_user_id == link)
         scrub = {f"{side}_{field}": None for field in PERSONAL for side in ("old", "new")}
-        own = session.execute(update(RunChange).where(RunChange.tenant_id == tenant_id, mine).values(**scrub))
+        personal = or_(*(getattr(RunChange, column).is_not(None) for column in scrub))
+        own = session.execute(update(RunChange).where(RunChange.tenant_id == tenant_id, mine, personal).values(**scrub))
         # Other rows that quote the address itself (ASCII addresses compare by lower(); see normalize_email).
         quoted = 0
         for side in ("old", "new"):

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from domain.errors import ExplainedError
-from schemas.plan import FIELDS, WRITES
+from schemas.plan import FIELDS, MEMBERSHIP_CHANGE_SCHEMA, WRITES
 from store.bulk import copy_in, copy_out
 from store.models import utcnow
 
@@ -59,6 +59,7 @@ CHANGE_COLUMNS = [
     "employee_id",
     "source_user_id",
     "action",
+    "group_id",
     "reason",
     "changed_fields",
     *AUDIT,
@@ -108,8 +109,16 @@ WHERE tenant_id = :tenant AND status IN ('non_matching', 'terminated')
 """
 
 
-def audit_records(plan: pl.DataFrame, quarantine: pl.DataFrame, *, run_id: str, tenant_id: str) -> pl.DataFrame:
-    """The run_changes rows: old/new kept only for the fields that change, quarantine by id and reason."""
+def audit_records(
+    plan: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    *,
+    run_id: str,
+    tenant_id: str,
+    memberships: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The run_changes rows: old/new kept only for the fields that change, quarantine by id and reason,
+    and each group an employee joined or left (by ids)."""
     changed = pl.col("changed_fields").fill_null("").str.split(",")
     audit = [
         pl.when(changed.list.contains(field)).then(pl.col(f"{side}_{field}")).alias(f"{side}_{field}")
@@ -120,8 +129,9 @@ def audit_records(plan: pl.DataFrame, quarantine: pl.DataFrame, *, run_id: str, 
     invalid = quarantine.select(
         "source_user_id", "reason", action=pl.lit("invalid"), employee_id=pl.lit(None, dtype=pl.Int64())
     )
+    moves = [] if memberships is None else [memberships.select("employee_id", "source_user_id", "group_id", "action")]
     return (
-        pl.concat([changes, invalid], how="diagonal_relaxed")
+        pl.concat([changes, invalid, *moves], how="diagonal_relaxed")
         .with_row_index("seq", offset=1)
         .select(
             run_id=pl.lit(run_id),
@@ -142,6 +152,32 @@ def _created_ids(conn: Connection, tenant_id: str, stamp: str, created: pl.DataF
         {"id": pl.Int64(), "new_email_norm": pl.String()},
     )
     return created.join(ids, on="new_email_norm", how="left", validate="1:1").get_column("id")
+
+
+_LEAVE = """
+DELETE FROM employee_groups
+WHERE tenant_id = :tenant AND EXISTS (
+    SELECT 1 FROM leave_stage AS s
+    WHERE s.employee_id = employee_groups.employee_id AND s.group_id = employee_groups.group_id
+)
+"""
+
+
+def _apply_memberships(conn: Connection, tenant_id: str, memberships: pl.DataFrame) -> None:
+    """Group sync: remove the memberships employees left, add those they joined (set-based)."""
+    left = memberships.filter(pl.col("action") == "left").select("employee_id", "group_id")
+    if not left.is_empty():
+        conn.execute(text("DROP TABLE IF EXISTS leave_stage"))
+        conn.execute(text("CREATE TEMPORARY TABLE leave_stage (employee_id BIGINT, group_id TEXT)"))
+        copy_in(conn, "leave_stage", left)
+        conn.execute(text(_LEAVE), {"tenant": tenant_id})
+        conn.execute(text("DROP TABLE leave_stage"))
+    joined = memberships.filter(pl.col("action") == "joined")
+    copy_in(
+        conn,
+        "employee_groups",
+        joined.select(tenant_id=pl.lit(tenant_id), employee_id="employee_id", group_id="group_id"),
+    )
 
 
 class LoadError(ExplainedError):
@@ -167,13 +203,17 @@ def apply_plan(
     plan: pl.DataFrame,
     quarantine: pl.DataFrame,
     dry_run: bool,
+    memberships: pl.DataFrame | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Write the plan (in a dry run, only its record). Returns the employee rows written."""
+    """Write the plan and the group memberships that change (in a dry run, only their record). Returns the
+    employee rows written."""
     now = now or utcnow()
     stamp = now.isoformat() if engine.dialect.name == "postgresql" else now.replace(tzinfo=None).isoformat(" ")
+    if memberships is None:
+        memberships = pl.DataFrame(schema=MEMBERSHIP_CHANGE_SCHEMA)
     try:
-        return _apply(engine, tenant_id, run_id, plan, quarantine, dry_run=dry_run, now=now, stamp=stamp)
+        return _apply(engine, tenant_id, run_id, plan, quarantine, memberships, dry_run=dry_run, now=now, stamp=stamp)
     except (DBAPIError, psycopg.Error) as exc:
         raise LoadError(
             f"tenant {tenant_id}: the load was rolled back, nothing was written ({_describe(exc)}); "
@@ -187,6 +227,7 @@ def _apply(
     run_id: str,
     plan: pl.DataFrame,
     quarantine: pl.DataFrame,
+    memberships: pl.DataFrame,
     *,
     dry_run: bool,
     now: datetime,
@@ -233,5 +274,14 @@ def _apply(
             written += rows.height
             created = created.with_columns(employee_id=_created_ids(conn, tenant_id, stamp, created))
             plan = pl.concat([plan.filter(pl.col("action") != "created"), created], how="vertical_relaxed")
-        copy_in(conn, "run_changes", audit_records(plan, quarantine, run_id=run_id, tenant_id=tenant_id))
+            new_ids = created.select("source_user_id", new_id=pl.col("employee_id"))
+            memberships = (
+                memberships.join(new_ids, on="source_user_id", how="left")
+                .with_columns(employee_id=pl.coalesce("employee_id", "new_id"))
+                .drop("new_id")
+            )
+        if not dry_run:
+            _apply_memberships(conn, tenant_id, memberships)
+        records = audit_records(plan, quarantine, run_id=run_id, tenant_id=tenant_id, memberships=memberships)
+        copy_in(conn, "run_changes", records)
     return written

@@ -130,6 +130,18 @@ class Employee(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class EmployeeGroup(Base):
+    """Group sync: an employee's membership of a selected group (of any group when the tenant syncs all
+    users), directly or through a child group, as the last run found it. Names stay in `source_groups`."""
+
+    __tablename__ = "employee_groups"
+    __table_args__ = (Index("ix_employee_groups_tenant_group", "tenant_id", "group_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class SourceGroup(Base):
     """The flattened group list of a tenant's source, refreshed by every read of it (for the filter)."""
 
@@ -191,6 +203,7 @@ class RunChange(Base):
     employee_id: Mapped[int | None] = mapped_column(Integer)
     source_user_id: Mapped[str | None] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(20))
+    group_id: Mapped[str | None] = mapped_column(String(200))  # the group an employee joined or left
     reason: Mapped[str | None] = mapped_column(Text)
     changed_fields: Mapped[str | None] = mapped_column(String(200))  # comma-separated
     old_email: Mapped[str | None] = mapped_column(String(320))

@@ -319,6 +319,16 @@ def read_employees(engine: Engine, tenant_id: str) -> pl.DataFrame:
     )
 
 
+STORED_MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {"employee_id": pl.Int64(), "group_id": pl.String()}
+
+
+def read_memberships(engine: Engine, tenant_id: str) -> pl.DataFrame:
+    """The tenant's stored group memberships (employee_id, group_id), in one query."""
+    with engine.connect() as conn:
+        select_sql = "SELECT employee_id, group_id FROM employee_groups WHERE tenant_id = %s"
+        return copy_out(conn, select_sql, (tenant_id,), STORED_MEMBERSHIP_SCHEMA)
+
+
 def list_employees(engine: Engine, tenant_id: str, status: str | None = None) -> list[dict[str, Any]]:
     with Session(engine) as session:
         get_tenant(session, tenant_id)
@@ -546,14 +556,24 @@ FLAG_REASONS = {
 
 
 def employee_page(
-    engine: Engine, tenant_id: str, *, status: str | None, search: str | None, offset: int, limit: int
+    engine: Engine,
+    tenant_id: str,
+    *,
+    status: str | None,
+    search: str | None,
+    offset: int,
+    limit: int,
+    deactivated: bool | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, one page of them) of the tenant's employees, by email; `search` in name or email."""
+    """(total matching, one page of them) of the tenant's employees, by email; `search` in name or email;
+    `deactivated` true or false keeps those inactive or active for the platform."""
     with Session(engine) as session:
         get_tenant(session, tenant_id)
         where = [Employee.tenant_id == tenant_id]
         if status:
             where.append(Employee.status == status)
+        if deactivated is not None:
+            where.append(Employee.deactivated_at.is_not(None) if deactivated else Employee.deactivated_at.is_(None))
         if search:
             needle = "%" + search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append(

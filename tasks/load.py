@@ -10,9 +10,19 @@ from store.db import make_engine
 from store.load import apply_plan
 
 
-def load(tenant: str, run_id: str, plan: pl.DataFrame, quarantine: pl.DataFrame, dry_run: bool) -> int:
+def load(
+    tenant: str, run_id: str, plan: pl.DataFrame, quarantine: pl.DataFrame, memberships: pl.DataFrame, dry_run: bool
+) -> int:
     """The load stage: the rows written (a dry run writes none). The engine is looked up here, by URL."""
-    return apply_plan(make_engine(), tenant_id=tenant, run_id=run_id, plan=plan, quarantine=quarantine, dry_run=dry_run)
+    return apply_plan(
+        make_engine(),
+        tenant_id=tenant,
+        run_id=run_id,
+        plan=plan,
+        quarantine=quarantine,
+        memberships=memberships,
+        dry_run=dry_run,
+    )
 
 
 # Not retried: the load is one transaction, so a failure leaves nothing half-written, and a blind

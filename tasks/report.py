@@ -19,6 +19,8 @@ COUNT_KEYS = [
     *COUNTED_ACTIONS,
     "deactivated",  # made inactive for the platform by the policy (newly flagged ones included)
     "deleted",
+    "joined",  # group memberships an employee gained (group sync)
+    "left",
     "skipped_inactive",
     "filtered_out",
     "invalid",
@@ -26,14 +28,19 @@ COUNT_KEYS = [
 ]
 
 
-def count(plan: pl.DataFrame, *, fetched: int, filtered_out: int, invalid: int) -> dict[str, int]:
+def count(
+    plan: pl.DataFrame, *, fetched: int, filtered_out: int, invalid: int, memberships: pl.DataFrame | None = None
+) -> dict[str, int]:
     by_action = dict(plan.group_by("action").len().iter_rows())
+    if memberships is not None:
+        by_action.update(memberships.group_by("action").len().iter_rows())
     counts = {"fetched": fetched, "filtered_out": filtered_out, "invalid": invalid}
     for action in [*COUNTED_ACTIONS, "skipped_inactive"]:
         counts[action] = int(by_action.get(action, 0))
     counts["conflicts"] = int(by_action.get("conflict", 0))
     counts["deleted"] = int(by_action.get("deleted", 0))
     counts["deactivated"] = plan.filter(newly_deactivated()).height
+    counts["joined"], counts["left"] = int(by_action.get("joined", 0)), int(by_action.get("left", 0))
     return {key: counts[key] for key in COUNT_KEYS}
 
 
@@ -96,12 +103,28 @@ def flags_by_reason(plan: pl.DataFrame) -> pl.DataFrame:
 
 
 def _would_flag(plan: pl.DataFrame, limit: int) -> list[str]:
-    """What a run stopped by the guard would have flagged, by employee id and source user id only."""
-    flagged = plan.filter(pl.col("action").is_in(["non_matching", "terminated"])).sort("employee_id")
+    """What a run stopped by the guard would have flagged, deactivated or deleted, by employee id and source
+    user id only."""
+    hit = pl.col("action").is_in(["non_matching", "terminated", "deleted"]) | newly_deactivated()
+    flagged = plan.filter(hit).sort("employee_id")
     return _section(
-        "Would have flagged (not applied)",
-        ["employee id", "source user id", "would become", "why"],
-        flagged.select("employee_id", "source_user_id", "new_status", "reason"),
+        "Would have flagged, deactivated or deleted (not applied)",
+        ["employee id", "source user id", "would be", "why"],
+        flagged.select(
+            "employee_id",
+            "source_user_id",
+            pl.when(pl.col("action") == "deleted")
+            .then(pl.lit("deleted"))
+            .otherwise(
+                pl.concat_str(
+                    "new_status",
+                    pl.when(newly_deactivated()).then(pl.lit("deactivated")),
+                    separator=", ",
+                    ignore_nulls=True,
+                )
+            ),
+            "reason",
+        ),
         limit,
     )
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from domain.policy import Policy
 from pipeline import PLAIN, PlannedRun, Selection, Stages, load_planned, plan_snapshot
 from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, SourceSnapshot
-from store.repo import start_run
+from store.repo import STORED_MEMBERSHIP_SCHEMA, start_run
 from tasks.match import match
 from tasks.validate import Guard
 
@@ -28,7 +28,11 @@ def snapshot_of(users: pl.DataFrame) -> SourceSnapshot:
 
 def against(employees: pl.DataFrame) -> Stages:
     """The plain stages, matching against these employees instead of the tenant's in the database."""
-    return replace(PLAIN, match=lambda _tenant, users, held: match(users, employees, held))
+    return replace(
+        PLAIN,
+        match=lambda _tenant, users, held: match(users, employees, held),
+        memberships=lambda _tenant: pl.DataFrame(schema=STORED_MEMBERSHIP_SCHEMA),
+    )
 
 
 def sync_snapshot(

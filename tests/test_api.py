@@ -140,6 +140,30 @@ def test_a_second_sync_of_a_busy_tenant_is_409_with_the_running_runs_id(service:
         assert api.post("/tenants/acme/syncs", json={"dry_run": True}).status_code == 202
 
 
+def test_the_deprovisioning_policy_is_a_setting_and_the_platform_can_list_who_is_inactive(service: Service) -> None:
+    connect(service)
+    with service.client() as api:
+        assert api.get("/tenants/acme/settings").json()["policy"] == {"mode": "flag", "grace_days": 30}
+        saved = api.put("/tenants/acme/settings", json={"group_ids": ["g-root"], "policy": {"mode": "deactivate"}})
+        assert saved.status_code == 200 and saved.json()["policy"] == {"mode": "deactivate", "grace_days": 30}
+        wait_for_run(api, api.post("/tenants/acme/syncs", json={}).json()["url"])
+
+        # Sales (u4, u5) leaves the selection: flagged as moved out, and inactive for the platform.
+        moved = api.put("/tenants/acme/settings", json={"group_ids": ["g-ops"], "sync": True}).json()
+        run = wait_for_run(api, moved["run"]["url"])
+        assert (run["counts"]["non_matching"], run["counts"]["deactivated"]) == (2, 2)
+        inactive = api.get("/tenants/acme/employees", params={"deactivated": "true"}).json()
+        assert sorted(e["email"] for e in inactive["employees"]) == ["person4@acme.example", "person5@acme.example"]
+        assert all(e["status"] == "non_matching" and e["flagged_at"] for e in inactive["employees"])
+        assert all(e["reason"].startswith("moved out of the selected groups") for e in inactive["employees"])
+        assert api.get("/tenants/acme/employees", params={"deactivated": "false"}).json()["total"] == 4
+
+        for bad in ({"mode": "erase"}, {"grace_days": 0}, {"grace_days": 4000}, {"mode": "delete", "days": 3}):
+            refused = api.put("/tenants/acme/settings", json={"policy": bad})
+            assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+        assert api.get("/tenants/acme/settings").json()["policy"] == {"mode": "deactivate", "grace_days": 30}
+
+
 # ---- who may see what ----------------------------------------------------------------------------------
 
 EXAMPLES = {"tenant": "acme", "run_id": "00000000-0000-0000-0000-000000000000", "employee_id": "1"}

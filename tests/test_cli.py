@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,7 @@ COMMANDS = [
     ["filter"],
     ["sync"],
     ["guard"],
+    ["policy"],
     ["employees"],
     ["runs"],
     ["run", "show"],
@@ -156,6 +158,7 @@ COMMANDS = [
     ["deploy"],
     ["sync-all"],
     ["erase"],
+    ["explain"],
     ["serve"],
     ["api-key", "create"],
     ["api-key", "list"],
@@ -229,6 +232,8 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
     assert "employees now: non_matching 1, synced 3" in synced
 
     employees = json.loads(ok("employees", "acme", "--json").stdout)
+    gone_flagged_at = employees[-1]["flagged_at"]
+    assert datetime.fromisoformat(gone_flagged_at) > datetime.now(UTC) - timedelta(minutes=5)
     assert employees == [
         {
             "email": "anna@acme.example",
@@ -238,6 +243,8 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "status": "synced",
             "link": "u1",
             "reason": None,
+            "flagged_at": None,
+            "deactivated": False,
         },
         {
             "email": "ben@acme.example",
@@ -247,6 +254,8 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "status": "synced",
             "link": "u2",
             "reason": None,
+            "flagged_at": None,
+            "deactivated": False,
         },
         {
             "email": "carla@acme.example",
@@ -256,6 +265,8 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "status": "synced",
             "link": "u3",
             "reason": None,
+            "flagged_at": None,
+            "deactivated": False,
         },
         {
             "email": "gone@acme.example",
@@ -265,6 +276,8 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "status": "non_matching",
             "link": None,
             "reason": "never matched: no source user has its email",  # what the run that flagged it said
+            "flagged_at": gone_flagged_at,
+            "deactivated": False,
         },
     ]
     flagged = json.loads(ok("employees", "acme", "--status", "non_matching", "--json").stdout)
@@ -376,11 +389,14 @@ UNKNOWN_TENANT_COMMANDS = [
     ["filter", "ghost", "--all-users"],
     ["sync", "ghost"],
     ["guard", "ghost"],
+    ["policy", "ghost"],
+    ["policy", "ghost", "--mode", "deactivate"],
     ["audit", "ghost"],
     ["api-key", "create", "--tenant", "ghost", "--name", "ghost-key"],
     ["employees", "ghost"],
     ["runs", "ghost"],
     ["disconnect", "ghost"],
+    ["explain", "ghost", "--email", "a@acme.example"],
 ]
 
 
@@ -417,6 +433,7 @@ def test_a_tenant_cannot_be_added_twice(sqlite_db: str) -> None:
         ["filter", "acme", "--group", "g-eng"],
         ["guard", "acme"],
         ["disconnect", "acme"],
+        ["explain", "acme", "--source-id", "u1"],
     ],
     ids=lambda c: c[0],
 )

@@ -21,7 +21,16 @@ from domain.names import MAX_NAME_LENGTH, InvalidName, name_problem, person_name
 from domain.schedules import MIN_INTERVAL_SECONDS, ScheduleError, checked, parse_every, shortest_cron_gap
 from sources.normalize import normalize_users
 from store.db import make_engine
-from store.repo import add_tenant, connect, finish_run, replace_groups, select_groups, set_guard, start_run
+from store.repo import (
+    add_tenant,
+    connect,
+    finish_run,
+    replace_groups,
+    select_groups,
+    set_guard,
+    set_policy,
+    start_run,
+)
 from store.schedules import set_schedule
 from tests.processes import clean_env, run_provision
 from tests.tables import db_state, rows_of
@@ -295,6 +304,7 @@ def test_tenant_show_puts_a_tenants_whole_state_in_one_place_and_writes_nothing(
     select_groups(engine, "acme", ["g-eng"], all_users=False)
     set_schedule(engine, "acme", checked(None, parse_every("24h"), None))
     set_guard(engine, "acme", max_share=0.2, min_count=5)
+    set_policy(engine, "acme", mode="delete", grace_days=14)
     run_id = a_run(sqlite_url, "acme", "failed", "The source said no.")
     before = db_state(sqlite_url)
 
@@ -305,6 +315,8 @@ def test_tenant_show_puts_a_tenants_whole_state_in_one_place_and_writes_nothing(
         "  selection    g-eng (Engineering)",
         "  schedule     every 86400 s",
         "  guard        stops a run that would flag more than 20% of the employees and at least 5 of them",
+        "  policy       delete: flagged employees are inactive for the platform at once, and deleted by the first "
+        "run 14 days after they were flagged",
         "  employees    none",
         f"  last run     failed at {rows_of(sqlite_url, 'runs')[0]['started_at'].isoformat()}, run {run_id} "
         "(extract: The source said no.)",
@@ -321,6 +333,7 @@ def test_tenant_show_puts_a_tenants_whole_state_in_one_place_and_writes_nothing(
     assert shown["selection"] == {"all_users": False, "groups": [{"group_id": "g-eng", "name": "Engineering"}]}
     assert shown["schedule"] == {"cron": None, "interval_seconds": 86400, "timezone": None}
     assert shown["guard"] == {"max_share": 0.2, "min_count": 5}
+    assert shown["policy"] == {"mode": "delete", "grace_days": 14}
     assert shown["employees"] == {}
     assert shown["last_run"]["run_id"] == run_id and shown["last_run"]["error"] == "The source said no."
     assert db_state(sqlite_url) == before
@@ -347,3 +360,28 @@ def test_runs_of_a_tenant_without_runs_says_so(tmp_path: Path, sqlite_url: str) 
         "Tenant acme has no runs yet; `provision sync acme` starts one.\n"
     )
     assert json.loads(succeeded(provision(tmp_path, sqlite_url, "runs", "acme", "--json"))) == []
+
+
+# ---- issue 12: the deprovisioning policy ---------------------------------------------------------------
+
+
+@pytest.mark.slow  # the real process
+def test_policy_shows_changes_and_refuses_what_is_not_a_policy(tmp_path: Path, sqlite_url: str) -> None:
+    connected(sqlite_url)
+    assert succeeded(provision(tmp_path, sqlite_url, "policy", "acme")) == (
+        "Tenant acme: flag: employees who left or were disabled are flagged (non_matching, terminated), nothing more.\n"
+    )
+    changed = provision(tmp_path, sqlite_url, "policy", "acme", "--mode", "delete", "--grace-days", "14", "--json")
+    assert json.loads(succeeded(changed)) == {"mode": "delete", "grace_days": 14}
+    (entry,) = [row for row in rows_of(sqlite_url, "audit_log") if row["action"] == "settings_changed"]
+    assert entry["old"]["policy"] == {"mode": "flag", "grace_days": 30}
+    assert entry["new"]["policy"] == {"mode": "delete", "grace_days": 14}
+
+    assert refused_and_nothing_written(tmp_path, sqlite_url, "policy", "acme", "--mode", "erase") == (
+        "Error: Unknown deprovisioning mode 'erase'; choose one of flag, deactivate, delete."
+    )
+    assert refused_and_nothing_written(tmp_path, sqlite_url, "policy", "acme", "--grace-days", "0") == (
+        "Error: The grace period must be 1 to 3650 days, not 0."
+    )
+    shown = json.loads(succeeded(provision(tmp_path, sqlite_url, "policy", "acme", "--json")))
+    assert shown == {"mode": "delete", "grace_days": 14}

@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,58 +23,13 @@ from sqlalchemy import select
 
 from store.db import make_engine
 from store.models import Employee, Run
+from tests.prefect_server import REPO, free_port, process, run, wait_healthy
 from tests.upstreams import TOKEN, Upstream, in_one_group, setup_tenant, staff
 
-REPO = Path(__file__).resolve().parent.parent
 POOL = "provisioning"
 
 # why: a real `prefect server`, `prefect deploy` and a process worker take a minute or more on 2 cores
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A background process in its own process group, stopped with all its children on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-
-
-def run(args: list[str], env: dict[str, str], timeout: float = 180) -> str:
-    done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def wait_healthy(api: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"prefect server exited:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def sync_through_the_admin_api(provision: list[str], env: dict[str, str], tmp_path: Path) -> dict[str, Any]:
@@ -125,7 +75,8 @@ def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
     started = time.monotonic()
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    unset = "PROVISIONING_ALERT_WEBHOOK_URL"  # the deploy below finds no alerts to keep
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != unset}
     env.update(
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PREFECT_API_URL=api,
@@ -154,7 +105,13 @@ def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
         )
         assert "created sync-tenant-acme" in scheduled
         again = json.loads(run([*provision, "deploy", "--json"], env))  # the whole reconcile, idempotent
-        assert again == {"created": [], "updated": [], "unchanged": ["sync-tenant-acme"], "removed": []}
+        assert again == {
+            "created": [],
+            "updated": [],
+            "unchanged": ["sync-tenant-acme"],
+            "removed": [],
+            "alerts": {"state": "off", "target": None},  # no PROVISIONING_ALERT_WEBHOOK_URL: no automation
+        }
 
         with (
             process([*prefect, "worker", "start", "--pool", POOL, "--type", "process"], env, tmp_path / "worker.log"),

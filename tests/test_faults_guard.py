@@ -16,21 +16,25 @@ from tests.wire import dataset, group
 def test_summary_of_a_stopped_run_lists_would_be_flags_by_ids_only() -> None:
     plan = pl.DataFrame(
         {
-            "employee_id": [7, 8, 9],
-            "source_user_id": ["u7", "u8", "u9"],
-            "action": ["non_matching", "terminated", "unchanged"],
-            "new_status": ["non_matching", "terminated", "synced"],
-            "reason": [None, None, None],
-            "new_email": ["a@x.example", "b@x.example", "c@x.example"],
+            "employee_id": [7, 8, 9, 10, 11],
+            "source_user_id": ["u7", "u8", "u9", "u10", "u11"],
+            "action": ["non_matching", "terminated", "unchanged", "deleted", "deactivated"],
+            "new_status": ["non_matching", "terminated", "synced", None, "non_matching"],
+            "reason": [None, None, None, "deleted by the deprovisioning policy", None],
+            "new_email": ["a@x.example", "b@x.example", "c@x.example", None, "e@x.example"],
+            "old_deactivated": [False, False, False, True, False],
+            "new_deactivated": [True, False, False, None, True],
         }
     )
     empty_quarantine = pl.DataFrame(schema={"record": pl.Int64(), "source_user_id": pl.String(), "reason": pl.String()})
     markdown = summary_markdown(
         tenant="acme", outcome="stopped_by_guard", counts={}, quarantine=empty_quarantine, plan=plan, missing_groups=[]
     )
-    assert "## Would have flagged (not applied)" in markdown
-    assert "| 7 | u7 | non_matching |" in markdown
+    assert "## Would have flagged, deactivated or deleted (not applied)" in markdown
+    assert "| 7 | u7 | non_matching, deactivated |" in markdown
     assert "| 8 | u8 | terminated |" in markdown
+    assert "| 10 | u10 | deleted | deleted by the deprovisioning policy |" in markdown
+    assert "| 11 | u11 | non_matching, deactivated |" in markdown
     assert "u9" not in markdown  # unchanged employees are not listed
     assert "@x.example" not in markdown
     succeeded = summary_markdown(

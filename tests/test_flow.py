@@ -137,7 +137,7 @@ def test_guard_stops_a_run_that_would_flag_many_and_an_override_applies_it(engin
     sync()
     before = table(engine)
     upstream.source.replace(dataset(people, [group("g", "G", [p["id"] for p in people[:25]])]))  # 15 gone
-    with pytest.raises(GuardTripped, match="15 of 40"):
+    with pytest.raises(GuardTripped, match="15 employees of 40"):
         sync()
     assert table(engine) == before
     run = last_run(engine)

@@ -211,6 +211,15 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
         and browser.find("#hours").get_attribute("value") == "12"
     )
     assert browser.find("input[name=group][value=g-root]").is_selected()
+    # When someone leaves: make them inactive for trainings (the deprovisioning policy), saved on its own.
+    assert browser.find("input[name=policy][value=flag]").is_selected()
+    browser.find("input[name=policy][value=deactivate]").click()
+    browser.button("Save").click()
+    browser.wait_for(lambda: "Settings saved." in browser.text(), what="the saved policy")
+    assert browser.find("input[name=policy][value=deactivate]").is_selected()
+    assert browser.find("input[name=group][value=g-root]").is_selected()  # the rest of the form kept
+    browser.driver.execute_script("document.getElementById('policy').scrollIntoView()")
+    browser.step("policy saved")
     service.upstream.source.replace(
         dataset([*STAFF[:5], person("u5", "person5@acme.example", "Anna", "Nummer5", active=False)], GROUPS)
     )
@@ -220,7 +229,7 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
     browser.open("/ui/t/acme/employees?status=terminated")
     terminated = employee_rows(browser)["person5@acme.example"]
     assert terminated["icon"] == "status-terminated" and terminated["dot"] == RED
-    assert terminated["reason"] == "disabled or terminated in the source"
+    assert terminated["reason"] == "disabled or terminated in the source; inactive for the platform"
     browser.step("terminated")
 
     # Run history, and one run's changes.

@@ -87,7 +87,7 @@ def test_every_stage_logs_one_line_of_figures() -> None:
         "flatten: 1 groups, 5 memberships including inherited ones",
         "filter: 5 users in scope, 0 outside the selected groups",
         "validate users: 5 usable, 0 quarantined",
-        "match: planned created 5",
+        "match: planned created 5; 5 group memberships joined, 0 left",
         "validate plan: plan valid; guard passed",
     ]
 
@@ -171,7 +171,7 @@ def test_the_flow_logs_every_stage_with_its_figures_and_no_personal_data(
     logged = [r.getMessage() for r in caplog.records]
     stage_lines = [line for line in logged if line.split(":")[0] in STAGES]
     assert [line.split(":")[0] for line in stage_lines] == list(STAGES)
-    assert "match: planned created 4, linked 1" in stage_lines
+    assert "match: planned created 4, linked 1; 5 group memberships joined, 0 left" in stage_lines
     assert "load: 5 rows written" in stage_lines
     for line in logged:
         assert "acme.example" not in line and "Nachname" not in line

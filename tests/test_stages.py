@@ -562,6 +562,8 @@ def test_counts_say_how_many_employees_and_source_users_had_each_outcome() -> No
         "reactivated": 1,  # u4
         "deactivated": 0,  # the policy is flag
         "deleted": 0,
+        "joined": 0,  # no groups in this plan
+        "left": 0,
         "skipped_inactive": 1,  # u8, inactive and never an employee
         "filtered_out": 2,
         "invalid": 3,

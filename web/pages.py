@@ -288,6 +288,8 @@ def _routes(app: FastAPI) -> None:
     async def save_settings(request: Request, tenant: str) -> Response:
         form = await checked_form(request)
         body: dict[str, Any] = {"schedule": schedule_body(form), "sync": first(form, "action") == "save_sync"}
+        if first(form, "policy"):
+            body["policy"] = policy_body(form)
         if first(form, "all_users"):
             body["all_users"] = True
         else:
@@ -403,6 +405,14 @@ def schedule_form(schedule: dict[str, Any] | None) -> dict[str, Any]:
         hours = max(1, schedule["interval_seconds"] // 3600)
         return {"kind": "every", "hours": hours, "cron": "", "timezone": schedule["timezone"] or "Europe/Berlin"}
     return {"kind": "cron", "hours": 24, "cron": schedule["cron"], "timezone": schedule["timezone"] or "UTC"}
+
+
+def policy_body(form: dict[str, list[str]]) -> dict[str, Any]:
+    """The deprovisioning policy as the form gives it; the API checks the mode and the range of days."""
+    days = first(form, "grace_days", "30").strip()
+    if not days.isdigit():
+        raise PageError(422, "The days before deleting must be a whole number, e.g. 30.")
+    return {"mode": first(form, "policy"), "grace_days": int(days)}
 
 
 def schedule_body(form: dict[str, list[str]]) -> dict[str, Any] | None:

@@ -1,0 +1,72 @@
+"""Group sync (design.md, "Lifecycle after matching"): which selected groups each employee belongs to after
+the run, and who joined or left which group. Set-based: polars joins over the plan, no loop.
+
+The memberships kept are those of the employees in scope, of the selected groups (of every listed group
+when the tenant syncs all users), directly or through a child group: what a training that follows a group
+needs, and nothing else (group names stay in the group list). An employee the run could not judge keeps
+the memberships it had; one the run deletes leaves its groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from schemas.plan import MEMBERSHIP_CHANGE_SCHEMA
+from store.db import make_engine
+from store.repo import read_memberships
+from tasks.match import UNJUDGED
+
+
+def wanted_memberships(
+    flat_memberships: pl.DataFrame,
+    in_scope_user_ids: pl.Series,
+    listed_group_ids: pl.Series,
+    *,
+    selected_group_ids: Sequence[str],
+    all_users: bool,
+) -> pl.DataFrame:
+    """(source_user_id, group_id): the in-scope users' memberships of the groups the tenant keeps."""
+    kept_groups = listed_group_ids if all_users else pl.Series(list(selected_group_ids), dtype=pl.String())
+    return (
+        flat_memberships.filter(
+            pl.col("group_id").is_in(kept_groups.implode()) & pl.col("user_id").is_in(in_scope_user_ids.implode())
+        )
+        .select(source_user_id=pl.col("user_id"), group_id=pl.col("group_id"))
+        .unique()
+    )
+
+
+def membership_changes(plan: pl.DataFrame, wanted: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """Who joins and who leaves which group in this run (MEMBERSHIP_CHANGE_SCHEMA), from the plan (who the
+    employees are after the run, linked to which source user), the memberships wanted and the current ones
+    (employee_id, group_id)."""
+    employee = pl.col("employee_id").is_not_null()
+    unjudged = plan.filter(employee & pl.col("action").is_in(UNJUDGED)).select("employee_id")
+    staying = plan.filter(
+        (employee & ~pl.col("action").is_in(["deleted", *UNJUDGED])) | (pl.col("action") == "created")
+    )
+    want = (
+        staying.select("employee_id", "source_user_id")
+        .drop_nulls("source_user_id")
+        .join(wanted, on="source_user_id", how="inner")
+    )
+    joined = want.join(current, on=["employee_id", "group_id"], how="anti")  # a null id (created) never matches
+    left = (
+        current.join(unjudged, on="employee_id", how="anti")
+        .join(want.select("employee_id", "group_id").drop_nulls(), on=["employee_id", "group_id"], how="anti")
+        .join(plan.filter(employee).select("employee_id", "source_user_id"), on="employee_id", how="left")
+    )
+    changes = pl.concat(
+        [
+            joined.select("employee_id", "source_user_id", "group_id", action=pl.lit("joined")),
+            left.select("employee_id", "source_user_id", "group_id", action=pl.lit("left")),
+        ]
+    )
+    return changes.cast(pl.Schema(MEMBERSHIP_CHANGE_SCHEMA)).sort("action", "group_id", "employee_id", nulls_last=True)
+
+
+def current_memberships(tenant: str) -> pl.DataFrame:
+    """The tenant's memberships as the last run left them (employee_id, group_id), in one query."""
+    return read_memberships(make_engine(), tenant)
