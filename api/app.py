@@ -33,7 +33,7 @@ from sources.hosts import UNIFIED_REGIONS
 from store.access import audit_entries, create_session_key, end_session_key
 from store.db import make_engine
 from store.models import Tenant
-from store.repo import employee_page, list_runs, run_change_page, stored_groups, tenant_run
+from store.repo import employee_page, list_runs, run_change_page, selected_groups, stored_groups, tenant_run
 from web import pages
 
 MAX_BODY_BYTES = 64 * 1024
@@ -110,6 +110,7 @@ class GroupOut(BaseModel):
     parent_id: str | None
     member_count: int
     refreshed_at: datetime | None = Field(None, description="When the source was read (stored lists only).")
+    employees: int | None = Field(None, description="Employees the group holds (selected groups only).")
 
 
 class ScheduleIn(Strict):
@@ -188,6 +189,7 @@ class ChangeOut(BaseModel):
     employee_email: str | None = Field(description="The employee's email now (null once deleted or erased).")
     source_user_id: str | None
     action: str
+    group_id: str | None = Field(None, description="The group joined or left (group sync).")
     reason: str | None
     changed_fields: str | None
     old_email: str | None
@@ -559,9 +561,15 @@ def _routes(app: FastAPI) -> None:
         fresh: Annotated[
             bool, Query(description="Read the source now (default), or answer the list its last read stored.")
         ] = True,
+        selected: Annotated[
+            bool, Query(description="Only the groups the tenant syncs, with the employees each holds (stored).")
+        ] = False,
     ) -> list[GroupOut]:
         """The source's groups, flattened, with member counts: fresh from the source (which reads all its users:
-        seconds for a large tenant), or as stored by the last read (connect, a sync, a fresh list)."""
+        seconds for a large tenant), or as stored by the last read (connect, a sync, a fresh list); `selected`:
+        the groups the tenant syncs, with how many of its employees each holds (group sync)."""
+        if selected:
+            return [GroupOut.model_validate(row) for row in selected_groups(engine_of(request), tenant)]
         if not fresh:
             return [GroupOut.model_validate(row) for row in stored_groups(engine_of(request), tenant)]
         listed = ops.fresh_groups(engine_of(request), tenant)
@@ -637,11 +645,19 @@ def _routes(app: FastAPI) -> None:
         deactivated: Annotated[
             bool | None, Query(description="Only those inactive for the platform (true) or active (false).")
         ] = None,
+        group: Annotated[str | None, Query(max_length=200, description="Only the members of this group.")] = None,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> EmployeePage:
         total, rows = employee_page(
-            engine_of(request), tenant, status=status, search=q, deactivated=deactivated, offset=offset, limit=limit
+            engine_of(request),
+            tenant,
+            status=status,
+            search=q,
+            deactivated=deactivated,
+            group=group,
+            offset=offset,
+            limit=limit,
         )
         return EmployeePage(
             total=total, offset=offset, limit=limit, employees=[EmployeeOut.model_validate(r) for r in rows]

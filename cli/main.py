@@ -255,12 +255,33 @@ def connect(
 
 
 @app.command()
-def groups(tenant: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def groups(
+    tenant: str,
+    selected: Annotated[
+        bool,
+        typer.Option("--selected", help="Only the groups the tenant syncs, with how many of its employees each holds."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """List the source's groups, flattened, fresh from the source: id, name, members."""
     from pipeline import refresh_groups
-    from store.repo import integration_settings
+    from store.repo import integration_settings, selected_groups
 
     eng = engine()
+    if selected:
+        with explained_errors():
+            held = selected_groups(eng, tenant)
+
+        def render_selected(rows: list[dict[str, Any]]) -> None:
+            if not rows:
+                typer.echo(f"Tenant {tenant} has no groups selected; `provision filter {tenant}` chooses them.")
+            for row in rows:
+                name = row["name"] or "(no longer listed by the source)"
+                typer.echo(f"{row['group_id']:<28} {row['employees']:>7} employees  {name}")
+
+        fields = ("group_id", "name", "parent_id", "member_count", "employees")
+        emit([{k: row[k] for k in fields} for row in held], as_json, render_selected)
+        return
     with explained_errors():
         listed = refresh_groups(eng, integration_settings(eng, tenant, require_selection=False))
     rows = listed.select("group_id", "name", "parent_id", "member_count").to_dicts()
@@ -369,6 +390,7 @@ def policy(
 def employees(
     tenant: str,
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    group: Annotated[str | None, typer.Option(help="Only the members of this group (a group id).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """List a tenant's employees: email, names, status, link, and why a flagged one was flagged."""
@@ -377,7 +399,7 @@ def employees(
     if status and status not in STATUSES:
         fail(f"Unknown status {status!r}; choose one of {', '.join(STATUSES)}.")
     with explained_errors():
-        rows = list_employees(engine(), tenant, status)
+        rows = list_employees(engine(), tenant, status, group)
 
     def render(rows: list[dict[str, Any]]) -> None:
         for r in rows:

@@ -22,7 +22,7 @@ from domain.policy import Policy
 from domain.schedules import Schedule
 from schemas.employees import EMPLOYEE_SCHEMA
 from store.bulk import copy_out
-from store.models import Employee, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
+from store.models import Employee, EmployeeGroup, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
 
 
 class StoreError(ExplainedError):
@@ -329,12 +329,16 @@ def read_memberships(engine: Engine, tenant_id: str) -> pl.DataFrame:
         return copy_out(conn, select_sql, (tenant_id,), STORED_MEMBERSHIP_SCHEMA)
 
 
-def list_employees(engine: Engine, tenant_id: str, status: str | None = None) -> list[dict[str, Any]]:
+def list_employees(
+    engine: Engine, tenant_id: str, status: str | None = None, group: str | None = None
+) -> list[dict[str, Any]]:
     with Session(engine) as session:
         get_tenant(session, tenant_id)
         query = select(Employee).where(Employee.tenant_id == tenant_id)
         if status:
             query = query.where(Employee.status == status)
+        if group:
+            query = query.where(_in_group(tenant_id, group))
         employees = list(session.scalars(query.order_by(Employee.email_norm)))
         return _shown(session, tenant_id, employees)
 
@@ -388,6 +392,48 @@ def stored_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
             .order_by(SourceGroup.name, SourceGroup.group_id)
         )
         return [dict(row._mapping) for row in rows]
+
+
+def selected_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
+    """The groups the tenant syncs (every listed group when it syncs all users), by name, each with how many of
+    its employees it holds (group sync, as the last run left it). A selected group the source no longer lists
+    is shown by its id, without a name."""
+    held = (
+        select(EmployeeGroup.group_id, func.count().label("employees"))
+        .where(EmployeeGroup.tenant_id == tenant_id)
+        .group_by(EmployeeGroup.group_id)
+        .subquery()
+    )
+    with Session(engine) as session:
+        integration = active_integration(session, tenant_id)
+        query = (
+            select(
+                SourceGroup.group_id,
+                SourceGroup.name,
+                SourceGroup.parent_id,
+                SourceGroup.member_count,
+                SourceGroup.refreshed_at,
+                func.coalesce(held.c.employees, 0).label("employees"),
+            )
+            .outerjoin(held, held.c.group_id == SourceGroup.group_id)
+            .where(SourceGroup.tenant_id == tenant_id)
+            .order_by(SourceGroup.name, SourceGroup.group_id)
+        )
+        wanted = list(integration.selected_group_ids)
+        if not integration.all_users:
+            query = query.where(SourceGroup.group_id.in_(wanted))
+        rows = [dict(row._mapping) for row in session.execute(query)]
+        listed = {row["group_id"] for row in rows}
+        gone = {"name": None, "parent_id": None, "member_count": 0, "refreshed_at": None, "employees": 0}
+        return rows + [{"group_id": g, **gone} for g in wanted if g not in listed and not integration.all_users]
+
+
+def _in_group(tenant_id: str, group_id: str) -> Any:
+    """Employees holding a membership of `group_id` (group sync)."""
+    members = select(EmployeeGroup.employee_id).where(
+        EmployeeGroup.tenant_id == tenant_id, EmployeeGroup.group_id == group_id
+    )
+    return Employee.id.in_(members)
 
 
 def _replace_groups(conn: Connection, tenant_id: str, groups: pl.DataFrame) -> None:
@@ -564,14 +610,17 @@ def employee_page(
     offset: int,
     limit: int,
     deactivated: bool | None = None,
+    group: str | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """(total matching, one page of them) of the tenant's employees, by email; `search` in name or email;
-    `deactivated` true or false keeps those inactive or active for the platform."""
+    `deactivated` true or false keeps those inactive or active for the platform; `group` those in that group."""
     with Session(engine) as session:
         get_tenant(session, tenant_id)
         where = [Employee.tenant_id == tenant_id]
         if status:
             where.append(Employee.status == status)
+        if group:
+            where.append(_in_group(tenant_id, group))
         if deactivated is not None:
             where.append(Employee.deactivated_at.is_not(None) if deactivated else Employee.deactivated_at.is_(None))
         if search:

@@ -48,9 +48,10 @@ def sync_snapshot(
 ) -> tuple[str, PlannedRun]:
     """A recorded run of everything after extract, loaded through the engine's database (the default one,
     as the `database_url` fixture sets it). The guard is overridden unless one is given: most of these
-    tests are about the load. `now` is the policy's clock (the grace period)."""
+    tests are about the load. `now` is the policy's clock (the grace period). The group list is stored, as a
+    run stores it."""
     run_id = start_run(engine, tenant, trigger="cli", parameters={}, flow_run_id=None, dry_run=dry_run)
     planned = plan_snapshot(
-        tenant, snapshot, selection, guard=guard, override_guard=guard is None, policy=policy, now=now
+        tenant, snapshot, selection, guard=guard, override_guard=guard is None, policy=policy, now=now, engine=engine
     )
     return run_id, load_planned(tenant, run_id, planned, dry_run=dry_run)

@@ -140,13 +140,15 @@ def test_a_second_sync_of_a_busy_tenant_is_409_with_the_running_runs_id(service:
         assert api.post("/tenants/acme/syncs", json={"dry_run": True}).status_code == 202
 
 
-def test_the_deprovisioning_policy_is_a_setting_and_the_platform_can_list_who_is_inactive(service: Service) -> None:
+def test_the_deprovisioning_policy_and_group_sync_through_the_api(service: Service) -> None:
     connect(service)
     with service.client() as api:
         assert api.get("/tenants/acme/settings").json()["policy"] == {"mode": "flag", "grace_days": 30}
         saved = api.put("/tenants/acme/settings", json={"group_ids": ["g-root"], "policy": {"mode": "deactivate"}})
         assert saved.status_code == 200 and saved.json()["policy"] == {"mode": "deactivate", "grace_days": 30}
         wait_for_run(api, api.post("/tenants/acme/syncs", json={}).json()["url"])
+        chosen = api.get("/tenants/acme/groups", params={"selected": "true"}).json()
+        assert [(g["group_id"], g["name"], g["employees"]) for g in chosen] == [("g-root", "Company", 6)]
 
         # Sales (u4, u5) leaves the selection: flagged as moved out, and inactive for the platform.
         moved = api.put("/tenants/acme/settings", json={"group_ids": ["g-ops"], "sync": True}).json()
@@ -157,6 +159,14 @@ def test_the_deprovisioning_policy_is_a_setting_and_the_platform_can_list_who_is
         assert all(e["status"] == "non_matching" and e["flagged_at"] for e in inactive["employees"])
         assert all(e["reason"].startswith("moved out of the selected groups") for e in inactive["employees"])
         assert api.get("/tenants/acme/employees", params={"deactivated": "false"}).json()["total"] == 4
+        ops_members = api.get("/tenants/acme/employees", params={"group": "g-ops"}).json()
+        assert sorted(e["email"] for e in ops_members["employees"]) == [f"person{i}@acme.example" for i in range(4)]
+        assert api.get("/tenants/acme/employees", params={"group": "g-root"}).json()["total"] == 0  # left it
+        moved_changes = api.get(f"{moved['run']['url']}/changes", params={"limit": 50}).json()["changes"]
+        assert sorted((c["action"], c["group_id"]) for c in moved_changes if c["action"] in ("joined", "left")) == [
+            *[("joined", "g-ops")] * 4,
+            *[("left", "g-root")] * 6,
+        ]
 
         for bad in ({"mode": "erase"}, {"grace_days": 0}, {"grace_days": 4000}, {"mode": "delete", "days": 3}):
             refused = api.put("/tenants/acme/settings", json={"policy": bad})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from sqlalchemy import text
 
 from admin.operations import create_employee
 from api.problems import status_of
@@ -385,3 +386,34 @@ def test_policy_shows_changes_and_refuses_what_is_not_a_policy(tmp_path: Path, s
     )
     shown = json.loads(succeeded(provision(tmp_path, sqlite_url, "policy", "acme", "--json")))
     assert shown == {"mode": "delete", "grace_days": 14}
+
+
+# ---- issue 12: group sync ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # the real process
+def test_groups_selected_and_employees_of_a_group(tmp_path: Path, sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    connected(sqlite_url)
+    groups = {"group_id": ["g-eng", "g-ops"], "name": ["Engineering", "Operations"], "parent_id": [None, None]}
+    replace_groups(engine, "acme", pl.DataFrame({**groups, "member_count": [2, 1]}))
+    select_groups(engine, "acme", ["g-eng"], all_users=False)
+    for email in ("ada@acme.example", "bob@acme.example"):
+        create_employee(engine, "acme", email=email, first_name="A", last_name="B", actor="test")
+    ada = next(r["id"] for r in rows_of(sqlite_url, "employees") if r["email"] == "ada@acme.example")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO employee_groups (tenant_id, employee_id, group_id) VALUES ('acme', :e, 'g-eng')"),
+            {"e": ada},
+        )
+
+    assert succeeded(provision(tmp_path, sqlite_url, "groups", "acme", "--selected")) == (
+        "g-eng                              1 employees  Engineering\n"
+    )
+    listed = json.loads(succeeded(provision(tmp_path, sqlite_url, "groups", "acme", "--selected", "--json")))
+    assert listed == [
+        {"group_id": "g-eng", "name": "Engineering", "parent_id": None, "member_count": 2, "employees": 1}
+    ]
+    members = json.loads(succeeded(provision(tmp_path, sqlite_url, "employees", "acme", "--group", "g-eng", "--json")))
+    assert [m["email"] for m in members] == ["ada@acme.example"]
+    assert succeeded(provision(tmp_path, sqlite_url, "employees", "acme", "--group", "g-ops")) == ""
