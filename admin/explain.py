@@ -76,6 +76,7 @@ def explain_person(
         policy=policy_of(integration),
         stages=stages,
         progress=Progress(log=_log.debug),
+        suppress=True,  # as the run would: a suppressed (erased) person gets no outcome
     )
     flat: FlatGroups = kept["flatten"]
     scope: Scope = kept["filter"]

@@ -20,7 +20,6 @@ from domain.errors import ConflictError, UnavailableError
 from domain.policy import Policy
 from domain.schedules import Schedule
 from domain.words import INTEGRATION_TYPES, PROVIDERS
-from pipeline import read_groups, refresh_groups
 from settings import get_settings, unified_token
 from sources.hosts import checked_base_url
 from sources.unified import UnifiedConnection, delete_connection, read_connection
@@ -46,7 +45,7 @@ from store.repo import (
     status_totals,
 )
 from store.schedules import set_schedule
-from tasks.extract import SourceConfig
+from store.suppressions import check_privacy, privacy_settings, set_privacy
 
 CLI = "cli"
 
@@ -110,6 +109,11 @@ def connect_tenant(
     users = groups = None
     listed: pl.DataFrame | None = None
     if verify:
+        # The pipeline (and through its tasks Prefect and pandera) only where the source is read: the commands
+        # that only read or change the employee database start in well under a second (tests/test_imports.py).
+        from pipeline import read_groups
+        from tasks.extract import SourceConfig
+
         connection = read_connection(url, unified_token(), tenant=tenant, connection_id=connection_id)
         check_connection(connection, tenant=tenant, provider=provider)
         config = SourceConfig(
@@ -170,6 +174,8 @@ def apply_schedule(engine: Engine, tenant: str) -> dict[str, list[str]] | None:
 
 def fresh_groups(engine: Engine, tenant: str) -> pl.DataFrame:
     """The flattened groups, fresh from the source (and stored for the filter)."""
+    from pipeline import refresh_groups
+
     return refresh_groups(engine, integration_settings(engine, tenant, require_selection=False))
 
 
@@ -181,6 +187,8 @@ class TenantSettings:
     guard_max_share: float
     guard_min_count: int
     policy: Policy
+    suppress_erased: bool = False  # data protection (store/suppressions.py): erasures also suppress the person
+    retention_days: int = 90  # names and emails leave the run history after this many days
 
     def as_dict(self) -> dict[str, Any]:
         schedule = self.schedule
@@ -190,12 +198,15 @@ class TenantSettings:
             "schedule": None if schedule is None else schedule.as_dict(),
             "guard": {"max_share": self.guard_max_share, "min_count": self.guard_min_count},
             "policy": self.policy.as_dict(),
+            "suppress_erased": self.suppress_erased,
+            "retention_days": self.retention_days,
         }
 
 
 def tenant_settings(engine: Engine, tenant: str) -> TenantSettings:
 
     integration = integration_settings(engine, tenant, require_selection=False)
+    privacy = privacy_settings(engine, tenant)
     return TenantSettings(
         group_ids=list(integration.selected_group_ids),
         all_users=integration.all_users,
@@ -203,6 +214,8 @@ def tenant_settings(engine: Engine, tenant: str) -> TenantSettings:
         guard_max_share=integration.guard_max_share,
         guard_min_count=integration.guard_min_count,
         policy=policy_of(integration),
+        suppress_erased=privacy.suppress_erased,
+        retention_days=privacy.retention_days,
     )
 
 
@@ -221,9 +234,12 @@ def save_settings(
     guard_min_count: int | None = None,
     policy_mode: str | None = None,
     policy_grace_days: int | None = None,
+    suppress_erased: bool | None = None,
+    retention_days: int | None = None,
 ) -> TenantSettings:
     """Store what is given (None / not given keeps it); audited old -> new."""
     before = tenant_settings(engine, tenant)
+    check_privacy(suppress_erased=suppress_erased, retention_days=retention_days)  # before anything is written
     if policy_mode is not None or policy_grace_days is not None:  # checked first: a refusal writes nothing
         set_policy(engine, tenant, mode=policy_mode, grace_days=policy_grace_days)
     if group_ids is not None or all_users is not None:
@@ -233,6 +249,8 @@ def save_settings(
         set_schedule(engine, tenant, schedule)
     if guard_max_share is not None or guard_min_count is not None:
         set_guard(engine, tenant, max_share=guard_max_share, min_count=guard_min_count)
+    if suppress_erased is not None or retention_days is not None:
+        set_privacy(engine, tenant, suppress_erased=suppress_erased, retention_days=retention_days)
     after = tenant_settings(engine, tenant)
     if after != before:
         audit(engine, tenant=tenant, actor=actor, action="settings_changed", old=before.as_dict(), new=after.as_dict())
@@ -356,9 +374,13 @@ def erase(engine: Engine, tenant: str, email: str, *, actor: str) -> dict[str, A
         actor=actor,
         action="employee_erased",
         old={"employee": erased.employee_id},
-        new={"run_changes_scrubbed": erased.scrubbed_changes},
+        new={"run_changes_scrubbed": erased.scrubbed_changes, "suppressed": erased.suppressed},
     )
-    return {"employee_id": erased.employee_id, "run_changes_scrubbed": erased.scrubbed_changes}
+    return {
+        "employee_id": erased.employee_id,
+        "run_changes_scrubbed": erased.scrubbed_changes,
+        "suppressed": erased.suppressed,
+    }
 
 
 def integration_view(engine: Engine, tenant: str) -> dict[str, Any]:

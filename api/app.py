@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import operations as ops
+from admin import privacy
 from admin.connect import ConnectError, accept_state, authorization_url
 from admin.explain import explain_person
 from admin.runs import Dispatcher, default_dispatcher
@@ -79,7 +80,10 @@ class RunOut(BaseModel):
     dry_run: bool
     started_at: str | None
     ended_at: str | None
-    outcome: str
+    outcome: str = Field(
+        description="queued (until the run holds the tenant's lock), running, succeeded, failed, stopped_by_guard, "
+        "refused, skipped_late, or abandoned (its worker died; found by the next holder of the tenant's lock)."
+    )
     failed_stage: str | None
     error: str | None
     counts: dict[str, int]
@@ -135,6 +139,10 @@ class SettingsIn(Strict):
     schedule: ScheduleIn | None = Field(None, description="null: no automatic sync; absent: unchanged.")
     guard: GuardIn | None = None
     policy: PolicyIn | None = Field(None, description="The deprovisioning policy; absent: unchanged.")
+    suppress_erased: bool | None = Field(
+        None, description="An erasure also keeps the person out of later syncs (needs the suppression secret)."
+    )
+    retention_days: int | None = Field(None, ge=1, le=3650, description="Names and emails leave the run history.")
     sync: bool = Field(False, description="Save and Sync: start a sync once the settings are stored.")
 
 
@@ -160,6 +168,8 @@ class SettingsOut(BaseModel):
     schedule: ScheduleOut | None
     guard: GuardOut
     policy: PolicyOut
+    suppress_erased: bool = False
+    retention_days: int = 90
     run: RunRef | None = None
 
 
@@ -249,6 +259,70 @@ class ErasureIn(Strict):
 class ErasureOut(BaseModel):
     employee_id: int
     run_changes_scrubbed: int
+    suppressed: bool = Field(False, description="Put on the suppression list (the tenant suppresses erased people).")
+
+
+class PersonIn(Strict):
+    email: str = Field(min_length=3, max_length=320)
+
+
+class MembershipOut(BaseModel):
+    group_id: str
+    name: str | None
+
+
+class ExportedChangeOut(BaseModel):
+    run_id: str
+    run_started_at: str
+    seq: int
+    employee_id: int | None
+    source_user_id: str | None
+    action: str
+    group_id: str | None
+    reason: str | None
+    changed_fields: str | None
+    old_email: str | None
+    new_email: str | None
+    old_first_name: str | None
+    new_first_name: str | None
+    old_last_name: str | None
+    new_last_name: str | None
+    old_display_name: str | None
+    new_display_name: str | None
+    old_status: str | None
+    new_status: str | None
+
+
+class SuppressionOut(BaseModel):
+    since: str
+
+
+class ExportOut(BaseModel):
+    """Everything stored about one person of the tenant (GDPR art. 15), nothing about anyone else."""
+
+    tenant: str
+    exported_at: str
+    employee: dict[str, Any] | None = Field(description="The employee row, every column (null: erased).")
+    group_memberships: list[MembershipOut]
+    run_changes: list[ExportedChangeOut] = Field(description="Every run change naming them, old -> new.")
+    audit: list[AuditOut] = Field(description="Audit entries naming their employee id (theirs alone).")
+    suppression: SuppressionOut | None = Field(description="On the suppression list since (a one-way digest only).")
+
+
+class PrefectTracesOut(BaseModel):
+    deployments: list[str]
+    flow_runs: int
+    artifacts: int
+
+
+class TenantDeletedOut(BaseModel):
+    tenant: str
+    dry_run: bool
+    rows: dict[str, int] = Field(description="Rows removed (or that would be) per table of the employee store.")
+    unified_connection: str | None = Field(description="The Unified.to connection deleted; null: none was live.")
+    unified_known: bool = Field(description="False when Unified.to no longer knew the connection.")
+    prefect: PrefectTracesOut | None = Field(description="What was removed on the Prefect server; null: none set.")
+    notes: list[str]
 
 
 class DisconnectedOut(BaseModel):
@@ -593,6 +667,7 @@ def _routes(app: FastAPI) -> None:
             changes["guard_max_share"], changes["guard_min_count"] = body.guard.max_share, body.guard.min_count
         if body.policy is not None:
             changes["policy_mode"], changes["policy_grace_days"] = body.policy.mode, body.policy.grace_days
+        changes["suppress_erased"], changes["retention_days"] = body.suppress_erased, body.retention_days
         current = ops.save_settings(
             engine_of(request),
             tenant,
@@ -694,6 +769,50 @@ def _routes(app: FastAPI) -> None:
     def erase(request: Request, tenant: TenantId, caller: Caller, body: ErasureIn) -> ErasureOut:
         """GDPR erasure of one employee: deleted, and scrubbed from the run history."""
         return ErasureOut.model_validate(ops.erase(engine_of(request), tenant, body.email, actor=caller.name))
+
+    @app.post("/tenants/{tenant}/exports", response_model=ExportOut, responses=ERRORS, tags=["employees"])
+    def export(request: Request, tenant: TenantId, caller: Caller, body: PersonIn) -> ExportOut:
+        """Access request (GDPR art. 15): everything stored about the person with this email, as one document
+        (404 when the tenant holds nothing about them). A POST, so the email stays out of URLs and access logs."""
+        document = privacy.export_person(engine_of(request), tenant, body.email, actor=caller.name)
+        return ExportOut.model_validate(document)
+
+    @app.post("/tenants/{tenant}/suppressions/lift", status_code=204, responses=ERRORS, tags=["employees"])
+    def lift_suppression(request: Request, tenant: TenantId, caller: Caller, body: PersonIn) -> Response:
+        """Take an erased person off the suppression list: the next sync may create or link them again."""
+        privacy.lift(engine_of(request), tenant, body.email, actor=caller.name)
+        return Response(status_code=204)
+
+    @app.delete(
+        "/tenants/{tenant}",
+        response_model=TenantDeletedOut,
+        responses={
+            **ERRORS,
+            403: {"description": "A tenant's own key (only all-tenants keys delete)", **PROBLEM},
+            502: {"description": "Unified.to failed deleting the connection (nothing deleted here)", **PROBLEM},
+            503: {"description": "The Prefect server is unreachable (nothing deleted here)", **PROBLEM},
+        },
+        tags=["tenant"],
+    )
+    def delete_tenant(
+        request: Request,
+        tenant: TenantId,
+        caller: Caller,
+        dry_run: Annotated[bool, Query(description="Say what would be removed; remove nothing.")] = False,
+        confirm: Annotated[
+            str | None, Query(max_length=63, description="The tenant id again: needed unless `dry_run`.")
+        ] = None,
+    ) -> TenantDeletedOut:
+        """Offboard a customer: every row of the tenant in every table, its Prefect deployments, flow runs and
+        artifacts and its Unified.to connection; 409 while a run of it is in progress. For all-tenants keys only;
+        the tenant's id repeated in `confirm` (as `provision tenant delete` asks for `--yes`), since it cannot be
+        undone."""
+        if not dry_run and confirm != tenant:
+            raise Problem(422, f"Deleting tenant {tenant!r} cannot be undone: repeat its id as confirm={tenant}.")
+        if caller.tenant is not None:
+            raise Problem(403, "Only an all-tenants key can delete a tenant.")
+        done = privacy.delete_tenant(engine_of(request), tenant, dry_run=dry_run, actor=caller.name)
+        return TenantDeletedOut.model_validate(done.as_dict())
 
     @app.get("/tenants/{tenant}/audit", response_model=AuditPage, responses=ERRORS, tags=["tenant"])
     def audit(

@@ -12,10 +12,10 @@ and measures through the real `sync_tenant` flow:
 
 with the wall time of the `sync_tenant(...)` call, the flow run's own duration as Prefect records it
 (it ends before the call returns: the flow engine then joins its heartbeat thread, which sleeps in
-one-second steps), wall time per stage (from the Prefect task runs), employee rows written (rows whose
-updated_at moved), and the floors measured in the same run on the same data: a raw COPY (SQLite: one
-executemany) of the same employee rows, a set-based no-change merge of them, and a plain sequential
-fetch of the same pages.
+one-second steps), wall time per stage (each stage's call, whether a Prefect task or not), employee
+rows written (rows whose updated_at moved), and the floors measured in the same run on the same data: a
+raw COPY (SQLite: one executemany) of the same employee rows, a set-based no-change merge of them, and a
+plain sequential fetch of the same pages.
 """
 
 from __future__ import annotations
@@ -131,22 +131,36 @@ def _source_reloaded(base_url: str) -> None:
                     break
 
 
-def _prefect_times(flow_run_id: str) -> tuple[dict[str, float], float]:
-    """Seconds per stage (task run durations) and the flow run's own duration, as Prefect recorded them."""
+# Seconds per stage of the run in progress, from pipeline.Progress.step (wrapped by _time_stages): the same
+# clock whether a stage runs as a Prefect task or as a plain function inside the flow run. Runs before
+# 2026-11-29 19:40 took them from Prefect's task run durations, when every stage was a task.
+STAGE_SECONDS: dict[str, float] = {}
+
+
+def _time_stages() -> None:
+    from pipeline.run import Progress
+
+    step = Progress.step
+
+    def timed(self: Progress, stage: str, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return step(self, stage, *args, **kwargs)
+        finally:
+            STAGE_SECONDS[stage] = STAGE_SECONDS.get(stage, 0.0) + time.perf_counter() - start
+
+    Progress.step = timed  # type: ignore[method-assign]
+
+
+def _flow_run_seconds(flow_run_id: str) -> float:
+    """The flow run's own duration, as Prefect recorded it."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
         flow_run = client.read_flow_run(uuid.UUID(flow_run_id))
-    times: dict[str, float] = {}
-    for run in runs:
-        name = run.name.rsplit("-", 1)[0]
-        if run.start_time and run.end_time:
-            times[name] = times.get(name, 0.0) + (run.end_time - run.start_time).total_seconds()
     if not (flow_run.start_time and flow_run.end_time):
         raise RuntimeError(f"flow run {flow_run_id} has no start or end time: did it run?")
-    return times, (flow_run.end_time - flow_run.start_time).total_seconds()
+    return (flow_run.end_time - flow_run.start_time).total_seconds()
 
 
 def _measured_sync(engine: Any, tenant: str) -> dict[str, Any]:
@@ -158,16 +172,18 @@ def _measured_sync(engine: Any, tenant: str) -> dict[str, Any]:
         before = conn.execute(
             text("SELECT max(updated_at) FROM employees WHERE tenant_id = :t"), {"t": tenant}
         ).scalar()
+    STAGE_SECONDS.clear()
     start = time.perf_counter()
     result = sync_tenant(tenant, trigger="backfill", override_guard=True)
     wall = time.perf_counter() - start
+    stages = dict(STAGE_SECONDS)
     with engine.connect() as conn:
         since = " AND updated_at > :b" if before is not None else ""
         written = conn.execute(
             text(f"SELECT count(*) FROM employees WHERE tenant_id = :t{since}"), {"t": tenant, "b": before}
         ).scalar()
         flow_run_id = conn.execute(text("SELECT flow_run_id FROM runs WHERE id = :r"), {"r": result["run_id"]}).scalar()
-    stages, run_s = _prefect_times(flow_run_id)
+    run_s = _flow_run_seconds(flow_run_id)
     return {
         "wall_s": wall,
         "run_s": run_s,
@@ -283,6 +299,7 @@ def child(users: int, db: str, latency_ms: float, seed: int) -> dict[str, Any]:
                 return None
 
             warm_up()
+            _time_stages()
             engine = make_engine()
             add_tenant(engine, "bench")
             connect(engine, "bench", provider="entra", connection_id=CONNECTION, base_url=base_url)
@@ -306,12 +323,12 @@ def child(users: int, db: str, latency_ms: float, seed: int) -> dict[str, Any]:
 
 def _row(r: dict[str, Any]) -> str:
     i, n, c, f = r["initial"], r["no_change"], r["one_percent"], r["floors"]
-    load = i["stages_s"].get("load and flag", 0.0)
+    load = i["stages_s"].get("load", 0.0)
     return (
         f"| {r['users']:,} | {r['db']} | {r['latency_ms']:g} | {i['wall_s']:.2f} | {load:.2f} | {f['raw_copy_s']:.2f} "
         f"| {n['wall_s']:.2f} | {n['run_s']:.2f} | {n['rows_written']} | {c['wall_s']:.2f} "
         f"| {c['rows_written']} / {r['changed_users']} "
-        f"| {i['stages_s'].get('extract users and groups', 0.0):.2f} | {f['page_fetch_s']:.2f} "
+        f"| {i['stages_s'].get('extract', 0.0):.2f} | {f['page_fetch_s']:.2f} "
         f"| {f['no_change_merge_s']:.2f} | {r['peak_rss_mb']:.0f} |"
     )
 
@@ -323,18 +340,10 @@ HEADER = (
 )
 
 
-def _stage_task_names() -> list[str]:
-    """The Prefect task names of the flow's stages, in the pipeline's order (the stored group list and the
-    report run inside the flow, not as tasks)."""
-    from dataclasses import fields
-
-    from flows.sync_tenant import TASKS
-
-    return [getattr(TASKS, stage.name).name for stage in fields(TASKS)] + ["report"]
-
-
 def _stages_table(results: list[dict[str, Any]]) -> str:
-    stages = _stage_task_names()
+    from pipeline.run import STAGES
+
+    stages = list(STAGES)
     lines = ["| users | db | latency ms | phase | " + " | ".join(stages) + " |", "|---" * (4 + len(stages)) + "|"]
     for r in results:
         for phase in ("initial", "no_change", "one_percent"):
@@ -394,7 +403,7 @@ def main() -> None:
         f"`uv run python bench/sync_bench.py --users {args.users} --db {args.db} --latency-ms {args.latency_ms}`\n\n"
         f"{HEADER}\n"
         + "\n".join(_row(r) for r in results)
-        + "\n\nSeconds per stage (Prefect task run durations):\n\n"
+        + "\n\nSeconds per stage (each stage from call to return, as pipeline.Progress runs it):\n\n"
         + _stages_table(results)
         + "\n"
     )

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from cli import erase as erase_command
 from cli import explain as explain_command
-from cli import orchestration, service
+from cli import orchestration, privacy, service
 from cli.common import (
     OneLineUsageErrors,
     emit,
@@ -264,7 +264,6 @@ def groups(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the source's groups, flattened, fresh from the source: id, name, members."""
-    from pipeline import refresh_groups
     from store.repo import integration_settings, selected_groups
 
     eng = engine()
@@ -282,6 +281,8 @@ def groups(
         fields = ("group_id", "name", "parent_id", "member_count", "employees")
         emit([{k: row[k] for k in fields} for row in held], as_json, render_selected)
         return
+    from pipeline import refresh_groups  # the source is read: the stages (Prefect's tasks) only here
+
     with explained_errors():
         listed = refresh_groups(eng, integration_settings(eng, tenant, require_selection=False))
     rows = listed.select("group_id", "name", "parent_id", "member_count").to_dicts()
@@ -439,6 +440,7 @@ def runs(tenant: str, as_json: Annotated[bool, typer.Option("--json", help="Prin
 @run_app.command("show")
 def run_show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every change one run made: employee, action, fields old -> new."""
+    from domain.ids import shown_id
     from store.repo import run_changes
 
     with explained_errors():
@@ -448,7 +450,9 @@ def run_show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="
         for r in rows:
             fields = [f for f in (r["changed_fields"] or "").split(",") if f]
             diff = "; ".join(f"{f}: {r[f'old_{f}']!r} -> {r[f'new_{f}']!r}" for f in fields)
-            who = f"employee {r['employee_id']}" if r["employee_id"] else f"source user {r['source_user_id']}"
+            # A source id is escaped (domain/ids.py): one stored before ids were checked may hold anything.
+            source = shown_id(r["source_user_id"] or "(none)")
+            who = f"employee {r['employee_id']}" if r["employee_id"] else f"source user {source}"
             typer.echo(f"{r['action']:<13} {who:<28} {diff or r['reason'] or ''}")
 
     emit(rows, as_json, render)
@@ -545,3 +549,4 @@ app.command()(erase_command.erase)
 app.command()(explain_command.explain)
 orchestration.register(app)
 service.register(app)
+privacy.register(app, tenant_app)

@@ -8,6 +8,8 @@ touched, so the hand-made ones of prefect.yaml stay as they are.
 
 Idempotent: a deployment that already matches is left alone (upserting it would make Prefect delete
 and re-create its scheduled runs).
+
+`forget_tenant` is offboarding's part here: what Prefect holds of a tenant being deleted goes with it.
 """
 
 from __future__ import annotations
@@ -150,3 +152,70 @@ def reconcile(
                 client.delete_deployment(deployment.id)
                 result.removed.append(name)
     return result
+
+
+@dataclass
+class TenantTraces:
+    """What Prefect holds of one tenant: its deployments (by name), and how many flow runs and artifacts."""
+
+    deployments: list[str] = field(default_factory=list)
+    flow_runs: int = 0
+    artifacts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deployments": self.deployments, "flow_runs": self.flow_runs, "artifacts": self.artifacts}
+
+
+def forget_tenant(tenant: str, *, dry_run: bool = False) -> TenantTraces:
+    """Delete what Prefect holds of a tenant being deleted (or, `dry_run`, count it): its scheduled deployment
+    (any carrying its `tenant:` tag, managed or not), the flow runs named for it (`sync-<tenant>`,
+    `backfill-<tenant>`) and its artifacts (`sync-<tenant>`, `sync-<tenant>-summary`). Counts and ids only, no
+    personal data, were ever there; the tenant's id goes with them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        DeploymentFilter,
+        DeploymentFilterName,
+        DeploymentFilterTags,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+
+    from tasks.report import artifact_key
+
+    found = TenantTraces()
+    page = 200
+    with get_client(sync_client=True) as client:
+        deployments = {
+            d.id: d
+            for name_or_tag in (
+                DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name(tenant)])),
+                DeploymentFilter(tags=DeploymentFilterTags(all_=[f"tenant:{tenant}"])),
+            )
+            for d in client.read_deployments(deployment_filter=name_or_tag)
+            if f"tenant:{tenant}" in d.tags or MANAGED_TAG in d.tags  # never a hand-made one of another name
+        }
+        for deployment in sorted(deployments.values(), key=lambda d: d.name):
+            found.deployments.append(deployment.name)
+            if not dry_run:
+                client.delete_deployment(deployment.id)
+        runs = FlowRunFilter(name=FlowRunFilterName(any_=[f"sync-{tenant}", f"backfill-{tenant}"]))
+        key = artifact_key(tenant)
+        artifacts = ArtifactFilter(key=ArtifactFilterKey(any_=[key, f"{key}-summary"]))
+        # Artifacts before the flow runs they belong to; deleted a page at a time, so the next page is at 0 again.
+        offset = 0
+        while found_artifacts := client.read_artifacts(artifact_filter=artifacts, limit=page, offset=offset):
+            found.artifacts += len(found_artifacts)
+            for artifact in found_artifacts:
+                if not dry_run:
+                    client.delete_artifact(artifact.id)
+            offset += len(found_artifacts) if dry_run else 0
+        offset = 0
+        while batch := client.read_flow_runs(flow_run_filter=runs, limit=page, offset=offset):
+            found.flow_runs += len(batch)
+            for run in batch:
+                if not dry_run:
+                    client.delete_flow_run(run.id)
+            offset += len(batch) if dry_run else 0
+    return found

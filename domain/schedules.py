@@ -61,8 +61,6 @@ def parse_every(text: str) -> int:
 
 def checked(cron: str | None, interval_seconds: int | None, timezone: str | None) -> Schedule:
     """The schedule, checked as the Prefect server will check it; one sentence when it is not valid."""
-    from prefect.client.schemas.schedules import CronSchedule
-
     if (cron is None) == (interval_seconds is None):
         raise ScheduleError("Give exactly one of --every or --cron (or --off).")
     if timezone is not None:
@@ -82,6 +80,8 @@ def checked(cron: str | None, interval_seconds: int | None, timezone: str | None
                 f'{cron!r} is not five fields (minute hour day-of-month month day-of-week); write it like "0 3 * * *".'
             )
         cron = " ".join(fields)
+        from prefect.client.schemas.schedules import CronSchedule  # Prefect's own check, only for a cron string
+
         try:
             CronSchedule(cron=cron, timezone=timezone)
         except ValidationError:

@@ -13,5 +13,7 @@ PROVIDERS = ("entra", "personio", "google")
 # mapping on purpose: the product and the simulator both read them from here, and a correction is one line.
 INTEGRATION_TYPES: dict[str, str] = {"entra": "microsoftentraid", "personio": "personio", "google": "googleworkspace"}
 
-# How a run ended (the run row's `outcome`).
-OUTCOMES = ("running", "succeeded", "failed", "stopped_by_guard", "refused", "skipped_late")
+# Where a run is, or how it ended (the run row's `outcome`): `queued` until it holds the tenant's lock,
+# `running` only while it holds it, `abandoned` when the next holder of the lock found it dead
+# (store/repo.py abandon_stale_runs).
+OUTCOMES = ("queued", "running", "succeeded", "failed", "stopped_by_guard", "refused", "skipped_late", "abandoned")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -12,29 +13,32 @@ from domain.errors import describe
 from domain.schedules import late_reason
 from flows.alerts import alert_run_end
 from flows.triggers import TRIGGERS, current_trigger
-from pipeline import PlannedRun, Progress, Stages, sync_run
+from pipeline import PLAIN, PlannedRun, Progress, sync_run
 from store.db import make_engine
 from store.locks import TenantBusyError, tenant_lock
 from store.models import Integration, utcnow
-from store.repo import StoreError, adopt_run, finish_run, integration_settings, load_committed, schedule_of, start_run
-from tasks.extract import extract_task
-from tasks.filter import filter_task
-from tasks.flatten import flatten_task
-from tasks.load import load_task
-from tasks.match import match_task
-from tasks.report import failure_markdown, publish, report_task, summary_markdown, totals
-from tasks.validate import GuardTripped, validate_plan_task, validate_source_task
-
-# The stages as Prefect tasks: the same functions as pipeline.PLAIN, each with its retries and data-safety options.
-TASKS = Stages(
-    extract=extract_task,
-    flatten=flatten_task,
-    filter=filter_task,
-    validate_users=validate_source_task,
-    match=match_task,
-    validate_plan=validate_plan_task,
-    load=load_task,
+from store.repo import (
+    StoreError,
+    adopt_run,
+    begin_run,
+    finish_run,
+    integration_settings,
+    load_committed,
+    schedule_of,
+    start_run,
 )
+from tasks.extract import extract_task
+from tasks.load import load_task
+from tasks.report import failure_markdown, publish, report_task, summary_markdown, totals
+from tasks.validate import GuardTripped
+
+# The stages of a run: the functions of pipeline.PLAIN, the extract and the load as Prefect tasks. The extract is
+# a task for its retries (a source still failing transiently is read again after 30 s and 120 s), the load for its
+# one transaction; the report (artifacts) is a task too. The stages between them run inside the flow run, each
+# logging its line of figures: at a few hundred users each takes milliseconds, while every task run costs the
+# Prefect server three state events and their records, which made up most of a small tenant's run in a backfill
+# (bench/README.md, "Many tenants").
+TASKS = replace(PLAIN, extract=extract_task, load=load_task)
 
 
 @flow(name="sync-tenant", flow_run_name="sync-{tenant}")
@@ -76,9 +80,15 @@ def sync_tenant(
         raise
     parameters = {"dry_run": dry_run, "override_guard": override_guard, "wait_for_lock": wait_for_lock}
     trigger = trigger or current_trigger()
-    if run_id is None:
+    if run_id is None:  # `queued` until it holds the tenant's lock (store/repo.py abandon_stale_runs says why)
         run_id = start_run(
-            engine, tenant, trigger=trigger, parameters=parameters, flow_run_id=flow_run_id, dry_run=dry_run
+            engine,
+            tenant,
+            trigger=trigger,
+            parameters=parameters,
+            flow_run_id=flow_run_id,
+            dry_run=dry_run,
+            outcome="queued",
         )
     schedule = schedule_of(integration)
     if trigger == "schedule" and schedule is not None:
@@ -88,6 +98,7 @@ def sync_tenant(
             return {"run_id": run_id, "outcome": "skipped_late", "dry_run": dry_run, "counts": {}, "totals": {}}
     try:
         with tenant_lock(engine, tenant, wait=wait_for_lock):
+            begin_run(engine, run_id)
             return run_stages(
                 engine, integration, run_id, dry_run=dry_run, override_guard=override_guard, trigger=trigger
             )

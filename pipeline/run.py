@@ -35,6 +35,7 @@ from tasks.load import load
 from tasks.match import match_tenant, with_flag_reasons, with_policy
 from tasks.memberships import current_memberships, membership_changes, wanted_memberships
 from tasks.report import count
+from tasks.suppress import Suppressed, suppress_tenant
 from tasks.validate import Guard, ValidatedUsers, check_plan, validate_source_users
 
 # Every stage of a run, in the order it runs. `report` is the recording door's (flows/sync_tenant.py).
@@ -53,10 +54,12 @@ class Stages:
     filter: Callable[..., Scope] = filter_users  # (users, memberships, groups, *, selected_group_ids, all_users)
     validate_users: Callable[[pl.DataFrame], ValidatedUsers] = validate_source_users
     match: Callable[[str, pl.DataFrame, pl.Series], pl.DataFrame] = match_tenant  # (tenant, users, held ids)
-    validate_plan: Callable[[pl.DataFrame, int, Guard, bool], tuple[pl.DataFrame, str | None]] = check_plan
+    # (plan, valid users in scope, guard, override, selected group ids, selected group ids the source no longer lists)
+    validate_plan: Callable[..., tuple[pl.DataFrame, str | None]] = check_plan
     # (tenant, run, plan, quarantine, membership changes, dry)
     load: Callable[[str, str, pl.DataFrame, pl.DataFrame, pl.DataFrame, bool], int] = load
     memberships: Callable[[str], pl.DataFrame] = current_memberships  # (tenant) -> (employee_id, group_id)
+    suppress: Callable[[str, pl.DataFrame], Suppressed] = suppress_tenant  # (tenant, users in scope), part of filter
 
 
 PLAIN = Stages()
@@ -123,7 +126,8 @@ class PlannedRun:
 
 def _extracted(s: SourceSnapshot) -> str:
     read = f"{s.users.height} users, {s.groups.height} groups and {s.memberships.height} memberships read"
-    return read + (f" in {s.requests} requests" if s.requests else "")
+    ignored = f"; {s.ignored_group_ids} unusable group ids ignored" if s.ignored_group_ids else ""  # domain/ids.py
+    return read + (f" in {s.requests} requests" if s.requests else "") + ignored
 
 
 def _flattened(f: FlatGroups) -> str:
@@ -132,7 +136,8 @@ def _flattened(f: FlatGroups) -> str:
 
 def _scoped(s: Scope) -> str:
     gone = f"; {len(s.missing_groups)} selected groups no longer listed" if s.missing_groups else ""
-    return f"{s.users.height} users in scope, {s.filtered_out} outside the selected groups{gone}"
+    suppressed = f"; {s.suppressed} suppressed" if s.suppressed else ""
+    return f"{s.users.height} users in scope, {s.filtered_out} outside the selected groups{gone}{suppressed}"
 
 
 def _validated(v: ValidatedUsers) -> str:
@@ -191,17 +196,30 @@ def plan_snapshot(
     engine: Engine | None = None,
     stages: Stages = PLAIN,
     progress: Progress | None = None,
+    suppress: bool | None = None,
 ) -> PlannedRun:
     """Flatten -> (store the groups, given an engine) -> filter -> validate users -> match -> validate plan.
 
     The match stage decides each employee's outcome, says why it flags one, and applies the deprovisioning
-    `policy` as of `now` (the grace period's clock; the current time unless a test sets it)."""
+    `policy` as of `now` (the grace period's clock; the current time unless a test sets it). The filter also
+    leaves out the people the tenant suppresses (erased ones) when `suppress` is true, by default when given an
+    engine: as a run does; a plan on frames alone reads no suppression list."""
     progress = progress or Progress()
     flat = _flat_groups(snapshot, tenant, engine, stages, progress)
+    suppressing = engine is not None if suppress is None else suppress
+
+    def scoped(*args: Any, **kwargs: Any) -> Scope:
+        """The selected groups' members, less the suppressed ones (where the users in scope are first known)."""
+        scope: Scope = stages.filter(*args, **kwargs)
+        if not suppressing:
+            return scope
+        kept = stages.suppress(tenant, scope.users)
+        return replace(scope, users=kept.users, suppressed=kept.suppressed)
+
     scope = progress.step(
         "filter",
         _scoped,
-        stages.filter,
+        scoped,
         snapshot.users,
         flat.memberships,
         flat.groups,
@@ -225,7 +243,15 @@ def plan_snapshot(
 
     plan, memberships = progress.step("match", _matched, matched, tenant, validated.users, validated.held_user_ids)
     plan, stop_reason = progress.step(
-        "validate plan", _checked, stages.validate_plan, plan, snapshot.users.height, guard or Guard(), override_guard
+        "validate plan",
+        _checked,
+        stages.validate_plan,
+        plan,
+        validated.users.height,  # the guard's empty rule: valid users in scope, not records fetched
+        guard or Guard(),
+        override_guard,
+        selection.group_ids,
+        scope.missing_groups,
     )
     counts = count(
         plan,
@@ -233,6 +259,7 @@ def plan_snapshot(
         filtered_out=scope.filtered_out,
         invalid=validated.quarantine.height,
         memberships=memberships,
+        suppressed=scope.suppressed,
     )
     return PlannedRun(
         plan=plan,

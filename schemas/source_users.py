@@ -5,6 +5,9 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
+from domain.ids import MAX_ID_LENGTH
+from domain.names import CONTROL_CHARACTERS
+
 # Deliberately loose: the edge already ran email-validator; this catches what slipped past a
 # source-specific normalizer (spaces, several @, an empty side).
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -43,3 +46,10 @@ REASONS: dict[tuple[str, str], str] = {
     ("employment_status", "not_nullable"): "missing employment_status",
     ("employment_status", "isin"): "unknown employment_status",
 }
+
+
+def usable_id(column: str) -> pl.Expr:
+    """True where the column's id may be stored and shown (domain/ids.py's rules, for a whole column at once):
+    no control character, at most MAX_ID_LENGTH characters. Null where the id is null."""
+    ids = pl.col(column)
+    return ~ids.str.contains(CONTROL_CHARACTERS) & (ids.str.len_chars() <= MAX_ID_LENGTH)

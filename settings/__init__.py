@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     unified_base_url: str = "https://api.unified.to"
     # Hosts besides Unified.to's own API hosts that the Unified.to token may be sent to (comma-separated).
     allowed_source_hosts: str = ""
+    # The most bytes one answer of a source may have (sources/http.py): a page of 100 users is about 30 KB, so
+    # 64 MiB never stops an honest source and keeps a broken or hostile one from exhausting the worker's memory.
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     # The admin API (`provision serve`): Unified.to's workspace id (its authorization URL names it), the
     # service's own URL as an admin's browser reaches it (for the callback), the secret that signs the
     # `state` of a connect flow, and the URL prefixes the callback may send an admin back to.
@@ -36,6 +39,9 @@ class Settings(BaseSettings):
     # often carry a token in their path. Checked where it is used (`alert_webhook`), not here: a mistyped alert
     # URL must not stop every command and every run that reads these settings.
     alert_webhook_url: SecretStr | None = None
+    # The key of the suppression list's one-way digests (domain/suppression.py): the same on every host that
+    # syncs or erases, kept out of the employee database; needed only by tenants that suppress erased people.
+    suppression_secret: SecretStr | None = None
 
     def alert_webhook(self) -> SecretStr | None:
         """The alert webhook URL, or None when not set; an http(s) URL with a host, else an AlertSettingError."""

@@ -46,7 +46,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Literal
@@ -56,7 +56,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -204,6 +204,7 @@ class _Simulator:
         self.in_flight = 0
         self.max_in_flight = 0
         self.received = 0
+        self.oversize_sent = 0  # bytes of `oversize` answers sent so far (a client that stops reading stops it)
         # The connections, live and deleted. Tests change them from their own thread while the server
         # answers on another, so changes go through the lock.
         self._lock = threading.Lock()
@@ -366,16 +367,32 @@ class _Simulator:
         total = len(listing.records)
         if fault is not None and fault.empty:
             return Response(b"[]", media_type="application/json", headers={"X-Total-Count": "0"})
+        if fault is not None and fault.ignore_offset:
+            offset = 0  # a broken source: every page is the first one
         if fault is not None and fault.shift:
             offset = max(0, offset + fault.shift)  # offset drift: the source changed while being paged
-        stop = min(offset + (limit if fault is None or fault.page_cut is None else min(limit, fault.page_cut)), total)
+        size = limit if fault is None or fault.page_cut is None else min(limit, fault.page_cut)
+        if fault is not None:
+            size += fault.overlong  # a page longer than the client asked for
+        stop = min(offset + size, total)
         fields = _fields(request)
         parts = [listing.encoded(i, fields) for i in range(offset, stop)]
         body = b"[" + b",".join(parts) + b"]"
         headers: dict[str, str] = {}
         if fault is None or not fault.omit_total:
             headers["X-Total-Count"] = str(total + (fault.total_delta if fault else 0))
+        if fault is not None and fault.oversize:
+            return StreamingResponse(self._padded(body, fault.oversize), media_type="application/json", headers=headers)
         return Response(body, media_type="application/json", headers=headers)
+
+    async def _padded(self, body: bytes, padding: int) -> AsyncIterator[bytes]:
+        """`body` with `padding` bytes of JSON whitespace before its closing bracket, 1 MiB at a time: valid
+        JSON of any size, with no Content-Length to warn the client."""
+        chunk = b" " * (1024 * 1024)
+        pieces = [body[:-1], *([chunk] * (padding // len(chunk))), b" " * (padding % len(chunk)), body[-1:]]
+        for piece in pieces:
+            self.oversize_sent += len(piece)
+            yield piece
 
     def _get(self, request: Request, data: TenantData, kind: PathKind, record_id: str) -> Response:
         listing = data.listing(kind)

@@ -16,7 +16,10 @@ Two families of faults:
   the previous page's last record and +1 skips one), `page_cut` (the page holds only that many records,
   so the listing seems to end early: a missed page), `total_delta` / `omit_total` (an
   `X-Total-Count` off by that much, or none), `empty` (an empty list, `X-Total-Count: 0`, for a
-  connection that has users).
+  connection that has users); and a hostile or broken source: `oversize` (the page followed by that many
+  bytes of JSON whitespace, streamed without a Content-Length, so only a client that counts what it reads
+  stops it), `overlong` (that many records more than `limit` asked for), `ignore_offset` (every page starts
+  at the first record, whatever `offset` says).
 
 `parse_fault_spec` reads the `provision simulator --fault` syntax (see FAULT_SPEC_HELP).
 """
@@ -58,6 +61,9 @@ class Fault:
     total_delta: int = 0
     omit_total: bool = False
     empty: bool = False
+    oversize: int = 0
+    overlong: int = 0
+    ignore_offset: bool = False
 
     @property
     def replaces_answer(self) -> bool:
@@ -118,8 +124,11 @@ connection mid-response), truncate (the page's JSON cut in half), malformed (an 
 previous page's last record; default offset 100), skip (offset drift: one record skipped; default
 offset 100), short-page (the page at OFFSET, default 100, holds half its records: the listing seems to end
 early), wrong-total (X-Total-Count 10 more than the records), no-total (no X-Total-Count),
-empty (an empty employee list; default @employee). Example: --fault 429x3 --fault 503x2@group."""
+empty (an empty employee list; default @employee), oversize (the page padded to over 128 MiB, streamed),
+overlong (a page 10 records longer than the limit asked for), ignore-offset (every page from the first
+record: use ignore-offsetx*). Example: --fault 429x3 --fault 503x2@group."""
 
+OVERSIZE_BYTES = 128 * 1024 * 1024  # twice the client's default cap (PROVISIONING_MAX_RESPONSE_BYTES)
 _SPEC = re.compile(r"^(?P<name>[a-z0-9-]+?)(?:x(?P<count>\d+|\*))?(?:@(?P<kind>employee|group))?(?::(?P<offset>\d+))?$")
 _STATUSES = {400, 401, 403, 404, 500, 501, 502, 503, 504}
 
@@ -141,6 +150,9 @@ def _fault_named(name: str, slow_seconds: float) -> Fault:
         "wrong-total": Fault(total_delta=10),
         "no-total": Fault(omit_total=True),
         "empty": Fault(empty=True, kind="employee"),
+        "oversize": Fault(oversize=OVERSIZE_BYTES),
+        "overlong": Fault(overlong=10),
+        "ignore-offset": Fault(ignore_offset=True),
     }
     if name not in simple:
         raise ValueError(f"unknown fault {name!r}")

@@ -45,6 +45,12 @@ class MalformedPayloadError(PermanentSourceError):
     """The body is not the JSON array the API promises."""
 
 
+class ResponseTooLargeError(PermanentSourceError):
+    """An answer longer than the client's byte cap (PROVISIONING_MAX_RESPONSE_BYTES): a broken or hostile source.
+    Permanent: asking again gets the same answer, and reading it would hold it all in memory.
+    """
+
+
 class PageLimitError(PermanentSourceError):
     """A listing did not end within the client's page cap: the source may be ignoring `offset`."""
 

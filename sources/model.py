@@ -17,7 +17,7 @@ USER_SCHEMA: dict[str, pl.DataType] = {
     "record": pl.Int64(),
     "user_id": pl.String(),
     "email": pl.String(),  # the chosen address, trimmed, as the source spells it
-    "email_norm": pl.String(),  # NFC + casefold of `email`: what matching compares
+    "email_norm": pl.String(),  # NFC + lower-case of `email` (domain/emails.py): what matching compares
     "first_name": pl.String(),
     "last_name": pl.String(),
     "display_name": pl.String(),
@@ -44,3 +44,4 @@ class SourceSnapshot:
     memberships: pl.DataFrame
     groups: pl.DataFrame
     requests: int = 0  # requests sent to read it, retries and re-reads included (0: not read over HTTP)
+    ignored_group_ids: int = 0  # group, parent and membership group ids breaking domain/ids.py's rules, ignored

@@ -20,8 +20,10 @@ import polars as pl
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from domain.emails import is_valid_email, normalize_email
+from domain.emails import EMAIL_HAS_COMPATIBILITY_CHARACTERS, email_problem, is_valid_email, normalize_email
+from domain.ids import id_problem
 from domain.names import CONTROL_CHARACTERS, MAX_NAME_LENGTH, NAME_HAS_CONTROL_CHARACTERS, NAME_TOO_LONG
+from schemas.source_users import usable_id
 from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, USER_SCHEMA, SourceSnapshot
 
 # Problems, as they appear in reports. They identify nothing personal.
@@ -163,13 +165,17 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
             if ID_NOT_STRING not in problems:
                 problems.append(MISSING_ID)
             user_id = None
+        elif (bad_id := id_problem(user_id)) is not None:
+            # Quarantined, yet kept as the row's id: it still names the user's memberships (scope) and the
+            # employee a link to it holds back. validate.py reports such a user by position, not by the id.
+            problems.append(bad_id)
         user_ids[i] = user_id
 
         address = pick_email(emp.emails)
         if address is None:
             problems.append(NO_EMAIL)
         emails[i] = address
-        # Trimmed, emptied and case-folded as columns below (_tidy).
+        # Trimmed, emptied and lower-cased as columns below (_tidy).
         first_names[i], last_names[i], full_names[i] = emp.first_name, emp.last_name, emp.name
         # Missing means active: Unified omits it for sources that only list current staff.
         statuses[i] = "active" if emp.employment_status is None else emp.employment_status
@@ -275,6 +281,11 @@ def _check_users(frame: pl.DataFrame) -> pl.DataFrame:
     unsure = frame.select(pl.col("record"), email, plain.alias("plain")).filter(email.is_not_null() & ~pl.col("plain"))
     invalid_records = [r for r, e in zip(unsure["record"], unsure["email"], strict=True) if not is_valid_email(e)]
     invalid = pl.col("record").is_in(invalid_records)
+    # Look-alike characters in the local part (domain/emails.py): only a non-ASCII address can hold them.
+    unicode = frame.filter(email.is_not_null() & ~email.str.contains(r"^[\x00-\x7f]*$")).select("record", "email")
+    lookalike = pl.col("record").is_in(
+        [r for r, e in zip(unicode["record"], unicode["email"], strict=True) if email_problem(e) is not None]
+    )
 
     names = [first, last, pl.col("display_name")]
     control = pl.any_horizontal([c.str.contains(_CONTROL_PATTERN).fill_null(False) for c in names])
@@ -284,6 +295,7 @@ def _check_users(frame: pl.DataFrame) -> pl.DataFrame:
         [
             pl.col("read_problem"),
             _problem_if(invalid, INVALID_EMAIL),
+            _problem_if(lookalike & ~invalid, EMAIL_HAS_COMPATIBILITY_CHARACTERS),
             _problem_if(control, CONTROL_CHARS),
             _problem_if(too_long, NAME_TOO_LONG),
             _problem_if(status.is_not_null() & ~status.is_in(["active", "inactive"]), UNKNOWN_STATUS),
@@ -337,9 +349,28 @@ def normalize_groups(raw_groups: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFr
     return groups, memberships
 
 
+def _without_unusable_group_ids(
+    groups: pl.DataFrame, memberships: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Groups whose id breaks the id rules (domain/ids.py) dropped, with their memberships; such a parent id
+    dropped (the group is then a root, as under a parent nobody lists); and how many such ids there were
+    (counted, never shown: they are what a broken or hostile source sends)."""
+    unusable = pl.concat(
+        [groups.get_column("group_id"), groups.get_column("parent_id"), memberships.get_column("group_id")]
+    ).drop_nulls()
+    ignored = unusable.to_frame("id").filter(~usable_id("id")).get_column("id").n_unique()
+    if not ignored:
+        return groups, memberships, 0
+    groups = groups.filter(usable_id("group_id")).with_columns(
+        parent_id=pl.when(usable_id("parent_id")).then(pl.col("parent_id"))
+    )
+    return groups, memberships.filter(usable_id("group_id")), ignored
+
+
 def normalize(raw_employees: Sequence[Any], raw_groups: Sequence[Any]) -> SourceSnapshot:
     """Raw Unified.to employees and groups -> users, memberships and groups frames."""
     users, emp_memberships = normalize_users(raw_employees)
     groups, group_memberships = normalize_groups(raw_groups)
     memberships = pl.concat([group_memberships, emp_memberships]).unique(maintain_order=True)
-    return SourceSnapshot(users=users, memberships=memberships, groups=groups)
+    groups, memberships, ignored = _without_unusable_group_ids(groups, memberships)
+    return SourceSnapshot(users=users, memberships=memberships, groups=groups, ignored_group_ids=ignored)

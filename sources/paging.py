@@ -2,8 +2,9 @@
 again until the listing is consistent.
 
 Stop rule: page k is at offset k*limit; the first page shorter than `limit` is the last (so N*limit
-records end with an empty page). More than `max_pages` pages is a PageLimitError rather than a loop
-forever on a source that ignores `offset`.
+records end with an empty page); a page longer than `limit` is a malformed answer (the caller's fetch
+refuses it). More than `max_pages` pages is a PageLimitError rather than a loop forever on a source that
+keeps sending new records.
 
 Concurrent paging: offsets are known in advance, so up to `concurrency` pages can be in flight at once
 on a thread pool (the page fetch must be thread-safe). The first PROBE_PAGES pages go one at a time,
@@ -16,13 +17,27 @@ kept in order; the first short page ends the listing and pages requested beyond 
 must be empty). Read one at a time without a total, one page beyond a short page other than the first
 is still asked for, so a short page in the middle is caught as it is by concurrent reads.
 
-Consistent listings: a listing is read again (at most `max_reads` times in all) when an id repeats
-across pages, when pages disagree on `X-Total-Count`, when fewer records arrive than it announced, or
+Repeated ids: a read stops at the first id repeated across pages, as the pages arrive (in order), not
+after reading on: a source that ignores `offset` repeats its first page on its second, and reading on to
+the page cap would hold a million records. A repeat is the source's own duplicate (passed on, quarantined
+downstream) when the id stands at the same two positions of the listing asked for with pages one record
+shorter; one that moves with the page size is paging going wrong (drift, an off-by-one or ignored offset).
+Which it is, is found out without asking more than needed:
+- a repeat of an id of the page just before stops the read at once (what drift and an ignored offset
+  look like; checking would cost requests in exactly the reads that never agree, tasks/extract.py's worst
+  case); the next read, at the other page size, finds a duplicate of the source's own at the same two
+  positions, and that is the check: it reads on;
+- a repeat of an id from further back is checked at once: the two positions are asked for at the other
+  page size (each such page once per read), and the read goes on or stops.
+(Within one page, a repeat is always the source's own.)
+
+Consistent listings: a listing is read again (at most `max_reads` times in all) when a read stopped at a
+repeated id, when pages disagree on `X-Total-Count`, when fewer records arrive than it announced, or
 when records turn up beyond the page that ended it; every other read uses a page one record shorter, so
-that a repeat caused by where pages break moves. Two reads that agree exactly are the source's truth:
-repeated ids are then its own duplicates (quarantined downstream); still too few records is an
-IncompleteListingError (permanent). Reads that never agree are an InconsistentListingError (transient).
-A missed page must never reach matching, where it would flag its employees `non_matching`.
+that a repeat caused by where pages break moves. Two whole reads that agree exactly are the source's
+truth: still too few records is an IncompleteListingError (permanent). Reads that never agree are an
+InconsistentListingError (transient). A missed page must never reach matching, where it would flag its
+employees `non_matching`.
 
 Reading again is a retry layer of its own: it follows only a read whose every page arrived (a page
 whose request still fails after its retries fails the listing at once), so it multiplies the requests
@@ -36,6 +51,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sources.errors import IncompleteListingError, InconsistentListingError, PageLimitError
@@ -49,6 +65,12 @@ MAX_READS = 3  # reads of one listing before an inconsistent source fails the ru
 
 Page = tuple[list[Any], int | None]  # a page's records and its X-Total-Count (None when absent)
 FetchPage = Callable[[int, int], Page]  # (page index, page size) -> the page at offset index * size
+# An id repeated across pages: (id, position of its first occurrence, position of the repeat) in the listing.
+Repeat = tuple[str, int, int]
+
+
+def _id_of(record: Any) -> str | None:
+    return record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
 
 
 def window(timings: list[tuple[float, float]], concurrency: int) -> int:
@@ -75,22 +97,23 @@ class Pager:
 
         `what` names the listing in error messages ("Unified.to /employee for connection c1").
         """
-        listing = self._read(fetch, self.page_size, what)
+        repeats = _Repeats()
+        listing = self._read(fetch, self.page_size, what, repeats)
         for read in range(1, self.max_reads):
             if listing.problem is None:
                 return listing.records
             # Every other read pages with one record less per page: a repeat that depends on where the
             # pages break (drift, an off-by-one offset) then moves, while the source's own duplicates stay.
             size = self.page_size if read % 2 == 0 else max(1, self.page_size - 1)
-            again = self._read(fetch, size, what)
-            if again.problem is not None and again.fingerprint == listing.fingerprint:
+            again = self._read(fetch, size, what, repeats)
+            if again.problem is not None and not again.stopped and again.fingerprint == listing.fingerprint:
                 if again.incomplete:
                     raise IncompleteListingError(
                         f"{what} is missing records on every read ({again.problem}); "
                         "nothing was changed, since the missing employees would be flagged non_matching",
                         tenant=self.tenant,
                     )
-                return again.records  # the same repeated ids twice: the source's own duplicates
+                return again.records  # two whole reads that agree (on totals that disagree): the source's truth
             listing = again
         if listing.problem is None:
             return listing.records
@@ -100,24 +123,24 @@ class Pager:
             tenant=self.tenant,
         )
 
-    def _read(self, fetch: FetchPage, size: int, what: str) -> _Listing:
-        """One read of a listing, with what looks inconsistent about it."""
-        pages, overflow = self._read_pages(fetch, size, what)
-        records: list[Any] = []
-        ids: list[str | None] = []
-        seen: set[str] = set()
-        repeated = 0
-        for page, _total in pages:
-            page_ids = [r.get("id") if isinstance(r, dict) and isinstance(r.get("id"), str) else None for r in page]
-            on_page = {i for i in page_ids if i is not None}
-            repeated += len(on_page & seen)  # within one page a repeat is the source's own, not drift
-            seen |= on_page
-            records.extend(page)
-            ids.extend(page_ids)
+    def _read(self, fetch: FetchPage, size: int, what: str, repeats: _Repeats) -> _Listing:
+        """One read of a listing, with what looks inconsistent about it. `repeats` is what the reads of this
+        listing found out about repeated ids so far, and learns what this one finds."""
+        read = _Read(size, is_own=partial(self._is_own, fetch, size, repeats, {}))
+        pages, overflow = self._read_pages(fetch, read, what)
+        if read.repeat is not None:  # stopped at the first repeat not known to be the source's own
+            repeats.stopped[read.repeat] = size
+            return _Listing(
+                records=[],
+                fingerprint=((), ()),
+                problem=f"an id repeated across pages (page {read.end} of {size} records)",
+                incomplete=False,
+                stopped=True,
+            )
+        records = [record for page, _total in pages for record in page]
+        ids = [_id_of(record) for record in records]
         announced = {t for _page, t in pages if t is not None}
         problems: list[str] = []
-        if repeated:
-            problems.append(f"{repeated} ids repeated across pages")
         if len(announced) > 1:
             problems.append("the total count changed while paging")
         short = len(announced) == 1 and len(records) < next(iter(announced))
@@ -132,11 +155,44 @@ class Pager:
             incomplete=short or overflow,
         )
 
-    def _read_pages(self, fetch: FetchPage, size: int, what: str) -> tuple[list[Page], bool]:
-        """One read's pages in order up to the first short one, and whether any page fetched beyond that
-        one held records (then the short page was not the end). Stop rule and window: module docstring.
+    def _is_own(
+        self,
+        fetch: FetchPage,
+        size: int,
+        repeats: _Repeats,
+        asked: dict[int, list[str | None]],
+        repeat: Repeat,
+        *,
+        from_page_before: bool,
+    ) -> bool:
+        """Whether `repeat`, met by a read at `size`, is the source's own duplicate (module docstring): known
+        as such, or met by a read at the other page size at the same two positions; else, unless it repeats
+        the page just before, whether it stands at those positions when pages hold one record less (one
+        more for a page of one). `asked` keeps the ids of the pages this read asked for at that size, so that
+        duplicates close together cost a request or two, not two each."""
+        if repeat in repeats.own or repeats.stopped.get(repeat, size) != size:
+            repeats.own.add(repeat)
+            return True
+        if from_page_before:
+            return False
+        other = size - 1 if size > 1 else size + 1
+        repeated, *positions = repeat
+        for position in positions:
+            index = position // other
+            if index not in asked:
+                asked[index] = [_id_of(record) for record in fetch(index, other)[0]]
+            ids, at = asked[index], position - index * other
+            if at >= len(ids) or ids[at] != repeated:
+                return False
+        repeats.own.add(repeat)
+        return True
+
+    def _read_pages(self, fetch: FetchPage, read: _Read, what: str) -> tuple[list[Page], bool]:
+        """One read's pages in order up to the first short one (or the first page with a repeated id that is
+        not the source's own), and whether any page fetched beyond a short one held records (then it was
+        not the end). Stop rule and window: module docstring.
         """
-        read = _Read(size)
+        size = read.size
         next_index = 0
         window_size = 1
         timings: list[tuple[float, float]] = []  # (wall, CPU) seconds of the timed pages read one at a time
@@ -149,7 +205,7 @@ class Pager:
             next_index += 1
             if len(timings) == PROBE_PAGES:
                 window_size = window(timings, self.concurrency)
-        if read.end and read.hint is None and next_index == read.end + 1 < self.max_pages:
+        if read.end and read.repeat is None and read.hint is None and next_index == read.end + 1 < self.max_pages:
             # Without a total, a concurrent read would have asked past a short page in the middle: so do we.
             # (A short first page is taken as it is, as before: it is what the guard's empty-source rule is for.)
             read.arrived(next_index, fetch(next_index, size))
@@ -158,7 +214,7 @@ class Pager:
             self._read_concurrently(fetch, read, window_size, next_index)
         if read.end is None:
             raise PageLimitError(f"{what} did not end within {self.max_pages} pages", tenant=self.tenant)
-        overflow = any(page for i, (page, _total) in read.pages.items() if i > read.end)
+        overflow = read.repeat is None and any(page for i, (page, _total) in read.pages.items() if i > read.end)
         return [read.pages[i] for i in range(read.end + 1)], overflow
 
     def _read_concurrently(self, fetch: FetchPage, read: _Read, window_size: int, next_index: int) -> None:
@@ -195,12 +251,17 @@ class Pager:
 
 @dataclass
 class _Read:
-    """One read of a listing in progress: its pages so far, the page that ended it, the last page announced."""
+    """One read of a listing in progress: its pages so far, the page that ended it, the last page announced,
+    and the ids seen so far (pages are checked for repeats in order, whatever order they arrive in)."""
 
     size: int
+    is_own: Callable[..., bool]  # (repeat, from_page_before=...): the source's own duplicate? (Pager._is_own)
     pages: dict[int, Page] = field(default_factory=dict)
-    end: int | None = None  # the first short page
+    end: int | None = None  # the first short page, or the page of `repeat`
     hint: int | None = None  # the last page page 0's X-Total-Count implies (None: no total)
+    repeat: Repeat | None = None  # the repeated id that stopped the read
+    checked: int = 0  # pages checked for repeated ids so far (pages 0 .. checked - 1)
+    first_at: dict[str, int] = field(default_factory=dict)  # id -> where it first stood, on the pages checked
 
     def arrived(self, index: int, result: Page) -> None:
         self.pages[index] = result
@@ -209,6 +270,35 @@ class _Read:
             self.hint = total // self.size if total is not None else None
         if len(page) < self.size and (self.end is None or index < self.end):
             self.end = index
+        while self.repeat is None and self.checked in self.pages and (self.end is None or self.checked <= self.end):
+            self._check(self.checked)
+            self.checked += 1
+
+    def _check(self, index: int) -> None:
+        """Stop the read at page `index` if it repeats an id of an earlier page that is not the source's own."""
+        start = index * self.size
+        on_page: dict[str, int] = {}
+        for offset, record in enumerate(self.pages[index][0]):
+            record_id = _id_of(record)
+            if record_id is None:
+                continue
+            first = self.first_at.get(record_id)
+            if first is not None:
+                repeat = (record_id, first, start + offset)
+                if not self.is_own(repeat, from_page_before=first >= start - self.size):
+                    self.repeat, self.end = repeat, index
+                    return
+            on_page.setdefault(record_id, start + offset)
+        for record_id, position in on_page.items():
+            self.first_at.setdefault(record_id, position)
+
+
+@dataclass
+class _Repeats:
+    """What the reads of one listing found out about ids repeated across pages."""
+
+    own: set[Repeat] = field(default_factory=set)  # the source's own duplicates: reads go on past them
+    stopped: dict[Repeat, int] = field(default_factory=dict)  # repeat -> the page size of a read it stopped
 
 
 @dataclass(frozen=True)
@@ -217,3 +307,4 @@ class _Listing:
     fingerprint: tuple[tuple[str | None, ...], tuple[int, ...]]  # ids in order, the totals announced
     problem: str | None  # why the read looks inconsistent, or None
     incomplete: bool  # records are missing (fewer than announced, or more after the last page)
+    stopped: bool = False  # ended early at a repeated id: never the listing, whatever another read says

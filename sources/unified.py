@@ -21,7 +21,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from sources.errors import MalformedPayloadError, SourceNotFoundError
-from sources.http import DEFAULT_TIMEOUT, SourceHttp
+from sources.http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, SourceHttp
 from sources.paging import DEFAULT_CONCURRENCY, MAX_PAGES, MAX_READS, Page, Pager
 
 PAGE_SIZE = 100  # Unified's default and maximum page size
@@ -54,6 +54,7 @@ class UnifiedClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         max_reads: int = MAX_READS,
         clock: Callable[[], float] = time.monotonic,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {PAGE_SIZE}")
@@ -79,6 +80,7 @@ class UnifiedClient:
             sleep=sleep,
             rng=rng,
             clock=clock,
+            max_response_bytes=max_response_bytes,
         )
 
     def __enter__(self) -> Self:
@@ -122,6 +124,12 @@ class UnifiedClient:
             raise MalformedPayloadError(
                 f"Unified.to answered {path} {self._where} with a JSON {type(page).__name__}, "
                 "not the array it promises",
+                tenant=self.tenant,
+            )
+        if len(page) > size:  # counted as a full page it would page on past what it already sent
+            raise MalformedPayloadError(
+                f"Unified.to answered {path} {self._where} with {len(page)} records where limit={size} allows "
+                f"at most {size}; nothing was changed",
                 tenant=self.tenant,
             )
         return page, _total_count(headers)

@@ -5,7 +5,8 @@ audit records can name them without a join; changed employees go through a tempo
 and one set-based UPDATE; employees the deprovisioning policy deletes go in one DELETE (still flagged,
 or it is left alone); every outcome lands in `run_changes`. On Postgres each bulk write is a COPY of a
 CSV that polars renders; on SQLite it is one DBAPI executemany. Nothing here loops over employees in
-Python.
+Python. When the caller holds the tenant's lock (the flow does), the transaction proves it still does
+before it commits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from domain.errors import ExplainedError
 from schemas.plan import FIELDS, MEMBERSHIP_CHANGE_SCHEMA, WRITES
 from store.bulk import copy_in, copy_out
+from store.locks import prove_lock_held
 from store.models import utcnow
 
 UPDATES = [a for a in WRITES if a not in ("created", "deleted")]
@@ -284,4 +286,7 @@ def _apply(
             _apply_memberships(conn, tenant_id, memberships)
         records = audit_records(plan, quarantine, run_id=run_id, tenant_id=tenant_id, memberships=memberships)
         copy_in(conn, "run_changes", records)
+        # Last, just before the commit: a run whose tenant lock lapsed meanwhile (a paused process, an ended
+        # lock session) rolls all of this back rather than write over another run (store/locks.py).
+        prove_lock_held(conn, tenant_id)
     return written

@@ -62,6 +62,10 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Data protection (store/suppressions.py, store/retention.py): whether an erasure also suppresses the person
+    # in later syncs, and after how many days the run history loses names and emails.
+    suppress_erased: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    retention_days: Mapped[int] = mapped_column(Integer, default=90, server_default="90")
 
 
 class Integration(Base):
@@ -167,11 +171,13 @@ class Run(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    # running | succeeded | failed | stopped_by_guard
+    # queued | running | succeeded | failed | stopped_by_guard | refused | skipped_late | abandoned (domain/words.py)
     outcome: Mapped[str] = mapped_column(String(20), default="running")
     failed_stage: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[str | None] = mapped_column(Text)
     counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    # When retention scrubbed the names and emails of this run's changes (store/retention.py); null: not yet.
+    scrubbed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class RunChange(Base):
@@ -274,3 +280,16 @@ class ConnectState(Base):
     return_url: Mapped[str | None] = mapped_column(String(1000))  # where the callback sends the admin back
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Suppression(Base):
+    """An erased person that later syncs neither create nor link (while the tenant's `suppress_erased` is on):
+    one-way digests only, never the email or id itself (domain/suppression.py)."""
+
+    __tablename__ = "suppressions"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    email_digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the normalized email
+    source_digest: Mapped[str | None] = mapped_column(String(64))  # of the source user id, when it was linked
+    key_id: Mapped[str] = mapped_column(String(16))  # the fingerprint of the secret that made the digests
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

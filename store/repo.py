@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, CursorResult, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, CursorResult, Engine, and_, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from domain.emails import is_valid_email, normalize_email
+from domain.emails import email_problem, is_valid_email, normalize_email
 from domain.errors import ConflictError, ExplainedError, NotFoundError
 from domain.names import person_name
 from domain.policy import Policy
@@ -274,6 +274,8 @@ def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str,
     email = email.strip()
     if not is_valid_email(email):  # the same syntax rule as for source users' emails
         raise StoreError(f"{email!r} is not an email address.")
+    if (problem := email_problem(email)) is not None:  # a look-alike a sync would quarantine (domain/emails.py)
+        raise StoreError(f"The email is not accepted: {problem}.")
     # The same name rules as for source users (domain/names.py): what a sync would quarantine is refused here.
     first_name, last_name = person_name(first_name, "first name"), person_name(last_name, "last name")
     display_name = person_name(f"{first_name} {last_name}", "full name (first and last name together)")
@@ -480,15 +482,25 @@ def start_run(
 
 
 def adopt_run(engine: Engine, tenant_id: str, run_id: str, *, flow_run_id: str | None) -> None:
-    """The flow run takes over the queued run row a door created for it."""
+    """The flow run takes over the queued run row a door created for it; the row stays `queued` until the
+    run holds the tenant's lock (`begin_run`). A row abandoned because no flow run had picked it up in time
+    is taken back: its flow run has come after all."""
+    waiting = or_(Run.outcome == "queued", and_(Run.outcome == "abandoned", Run.flow_run_id.is_(None)))
     with engine.begin() as conn:
         result: CursorResult[Any] = conn.execute(
             update(Run)
-            .where(Run.id == run_id, Run.tenant_id == tenant_id, Run.outcome == "queued")
-            .values(outcome="running", flow_run_id=flow_run_id, started_at=utcnow())
+            .where(Run.id == run_id, Run.tenant_id == tenant_id, waiting)
+            .where(or_(Run.flow_run_id.is_(None), Run.flow_run_id == flow_run_id))
+            .values(outcome="queued", flow_run_id=flow_run_id, started_at=utcnow(), ended_at=None, error=None)
         )
     if not result.rowcount:
         raise StoreConflict(f"Run {run_id!r} of tenant {tenant_id!r} is not waiting to start.")
+
+
+def begin_run(engine: Engine, run_id: str) -> None:
+    """The run holds the tenant's lock now: its row says `running` (and only such a run's row does)."""
+    with engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == run_id).values(outcome="running", ended_at=None, error=None))
 
 
 # A queued run whose flow run has not started within this time is taken as lost (a worker never picked it).
@@ -512,6 +524,55 @@ def pending_run(engine: Engine, tenant_id: str) -> Run | None:
             return None
         session.expunge(run)
         return run
+
+
+def abandon_stale_runs(engine: Engine, tenant_id: str) -> int:
+    """Mark the tenant's runs that cannot be alive `abandoned`, with the time they were found; the number marked.
+
+    Called by whoever has just taken the tenant's lock (store/locks.py). A run row is `running` only while
+    its run holds that lock, so every other `running` row is a run whose worker died (a crash, a killed
+    process, a lost lock) without recording its end. A `queued` row is left alone while a flow run owns it
+    (it may be waiting for the lock, for as long as it was told to wait); one that no flow run picked up
+    within QUEUED_SECONDS is abandoned too (`adopt_run` takes it back if its flow run comes after all).
+    """
+    found = utcnow()
+    at = found.strftime("%Y-%m-%d %H:%M:%S UTC")
+    died = (
+        f"Abandoned: found still running when the tenant's lock was next taken at {at}; its worker stopped "
+        "without recording an end (a crash, a killed process or a lost lock)"
+    )
+    committed = select(RunChange.run_id).where(RunChange.run_id == Run.id).exists()
+    running = (Run.tenant_id == tenant_id, Run.outcome == "running")
+    never_started = (
+        Run.tenant_id == tenant_id,
+        Run.outcome == "queued",
+        Run.flow_run_id.is_(None),
+        Run.started_at < found - timedelta(seconds=QUEUED_SECONDS),
+    )
+    changes = [
+        ((*running, ~committed), literal(f"{died}, and its load never committed: nothing was written.")),
+        (
+            (*running, committed),
+            literal(f"{died}; its load had committed (`provision run show ")
+            + Run.id
+            + literal("` lists its changes), its counts were not recorded."),
+        ),
+        (
+            never_started,
+            literal(
+                f"Abandoned: no flow run picked it up within {QUEUED_SECONDS // 60} minutes (found when the "
+                f"tenant's lock was next taken at {at}); nothing was written."
+            ),
+        ),
+    ]
+    marked = 0
+    with engine.begin() as conn:
+        for where, error in changes:
+            result: CursorResult[Any] = conn.execute(
+                update(Run).where(*where).values(outcome="abandoned", ended_at=found, error=error)
+            )
+            marked += result.rowcount or 0
+    return marked
 
 
 def finish_run(

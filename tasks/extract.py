@@ -9,10 +9,12 @@ retried, and the arithmetic is done so the layers don't multiply unnoticed):
   request gives up after at most REQUEST_SECONDS = CLIENT_ATTEMPTS * (connect + read) +
   REQUEST_SLEEP_SECONDS = 4 * 40 + 30 = 190 s.
 - the client reads a listing again (`sources.paging`), up to CLIENT_READS reads in all, when a read
-  came back inconsistent (ids repeated across pages, totals that disagree, records missing). A re-read
-  follows only a read whose every request succeeded: a request that still fails after its attempts
-  fails the listing at once. So re-reads multiply the requests made for each page, not the attempts
-  of a request that never succeeds.
+  came back inconsistent (stopped at an id repeated across pages, totals that disagree, records
+  missing). A re-read follows only a read whose every request succeeded: a request that still fails
+  after its attempts fails the listing at once. So re-reads multiply the requests made for each page,
+  not the attempts of a request that never succeeds. (A read stopped by a repeat of the page just before,
+  what drift looks like, asks for nothing more; only a repeat from further back is checked at once, at
+  most one request per page of the other page size and read: the bounds below assume drift.)
 - the task re-runs the whole extract only on `TransientSourceError` (the client's retries are spent:
   an outage, not a blip; or reads that never agreed, InconsistentListingError), TASK_RETRIES times with
   TASK_RETRY_DELAYS between; permanent errors (401, 403, 404, 400, malformed payloads, reads that agree
@@ -117,6 +119,7 @@ def unified_client(
         backoff_max=CLIENT_BACKOFF_MAX,
         max_reads=CLIENT_READS,
         sleep=sleep,
+        max_response_bytes=get_settings().max_response_bytes,
     )
 
 

@@ -15,6 +15,7 @@ class Scope:
     users: pl.DataFrame  # the source users in scope: only these are created, updated or persisted
     filtered_out: int  # source users read but outside the selected groups
     missing_groups: list[str]  # selected group ids the source no longer lists
+    suppressed: int = 0  # in-scope users left out because the tenant suppresses them (tasks/suppress.py)
 
 
 def filter_users(

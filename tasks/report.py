@@ -13,6 +13,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from domain.ids import markdown_text
+from tasks.match import FLAG_REASON_NAMES
+
 COUNTED_ACTIONS = ["created", "linked", "updated", "unchanged", "non_matching", "terminated", "reactivated"]
 COUNT_KEYS = [
     "fetched",
@@ -23,24 +26,36 @@ COUNT_KEYS = [
     "left",
     "skipped_inactive",
     "filtered_out",
+    "suppressed",  # in-scope source users left out because the tenant suppresses them (erased; never named)
     "invalid",
     "conflicts",
+    # The employees this run flags, per reason (tasks/match.py, with_flag_reasons).
+    *(f"flagged_{name}" for name in FLAG_REASON_NAMES.values()),
 ]
 
 
 def count(
-    plan: pl.DataFrame, *, fetched: int, filtered_out: int, invalid: int, memberships: pl.DataFrame | None = None
+    plan: pl.DataFrame,
+    *,
+    fetched: int,
+    filtered_out: int,
+    invalid: int,
+    memberships: pl.DataFrame | None = None,
+    suppressed: int = 0,
 ) -> dict[str, int]:
     by_action = dict(plan.group_by("action").len().iter_rows())
     if memberships is not None:
         by_action.update(memberships.group_by("action").len().iter_rows())
-    counts = {"fetched": fetched, "filtered_out": filtered_out, "invalid": invalid}
+    counts = {"fetched": fetched, "filtered_out": filtered_out, "invalid": invalid, "suppressed": suppressed}
     for action in [*COUNTED_ACTIONS, "skipped_inactive"]:
         counts[action] = int(by_action.get(action, 0))
     counts["conflicts"] = int(by_action.get("conflict", 0))
     counts["deleted"] = int(by_action.get("deleted", 0))
     counts["deactivated"] = plan.filter(newly_deactivated()).height
     counts["joined"], counts["left"] = int(by_action.get("joined", 0)), int(by_action.get("left", 0))
+    by_reason = dict(flags_by_reason(plan).iter_rows())
+    for reason, name in FLAG_REASON_NAMES.items():
+        counts[f"flagged_{name}"] = int(by_reason.get(reason, 0))
     return {key: counts[key] for key in COUNT_KEYS}
 
 
@@ -77,7 +92,8 @@ def summary_markdown(
         lines += [note, ""]
     lines += ["| count | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], ""]
     if missing_groups:
-        lines += [f"Selected groups the source no longer lists: {', '.join(missing_groups)}", ""]
+        shown = ", ".join(markdown_text(g) for g in missing_groups)  # ids are escaped wherever they are shown
+        lines += [f"Selected groups the source no longer lists: {shown}", ""]
     lines += _section("Flagged, by reason", ["reason", "employees"], flags_by_reason(plan), limit)
     lines += _section(
         "Invalid source users (quarantined)",
@@ -130,12 +146,13 @@ def _would_flag(plan: pl.DataFrame, limit: int) -> list[str]:
 
 
 def _section(title: str, headers: list[str], rows: pl.DataFrame, limit: int) -> list[str]:
-    """A markdown table of at most `limit` rows (nulls shown empty), or nothing when there are no rows."""
+    """A markdown table of at most `limit` rows (nulls shown empty, every value escaped: a source id may hold
+    `|`, a backtick or a line break), or nothing when there are no rows."""
     if rows.is_empty():
         return []
     lines = [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows.head(limit).iter_rows():
-        lines.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join("" if v is None else markdown_text(v) for v in row) + " |")
     if rows.height > limit:
         lines.append(f"| ... |{' |' * (len(headers) - 2)} {rows.height - limit} more |")
     return [*lines, ""]

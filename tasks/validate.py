@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandera.errors
@@ -11,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from domain.errors import ExplainedError
 from schemas.plan import PlanSchema
-from schemas.source_users import REASONS, SourceUserSchema
+from schemas.source_users import REASONS, SourceUserSchema, usable_id
 from tasks.report import newly_deactivated
 
 # A run whose in-scope input is mostly invalid fails instead of flagging what is left.
@@ -70,8 +71,10 @@ def validate_source_users(users: pl.DataFrame) -> ValidatedUsers:
     indexed = users.with_row_index("index").with_columns(pl.col("index").cast(pl.Int64()))
     quarantined = indexed.join(reasons, on="index", how="inner", validate="1:1")
     usable = indexed.join(reasons, on="index", how="anti").drop("index")
-    quarantine = quarantined.select("record", source_user_id=pl.col("user_id"), reason=pl.col("reason"))
-    held = quarantine.get_column("source_user_id").drop_nulls().unique()
+    # An id the columns cannot hold (domain/ids.py) is reported by position only; it still holds its employee.
+    reportable = pl.when(usable_id("user_id")).then(pl.col("user_id"))
+    quarantine = quarantined.select("record", source_user_id=reportable, reason=pl.col("reason"))
+    held = quarantined.get_column("user_id").drop_nulls().unique()
     if users.height and quarantine.height / users.height > MAX_INVALID_SHARE:
         raise MostlyInvalidError(
             f"{quarantine.height} of {users.height} source users in scope are unusable; "
@@ -94,22 +97,47 @@ class Guard:
     min_count: int = 10
 
 
-def check_guard(plan: pl.DataFrame, *, fetched: int, guard: Guard, override: bool) -> str | None:
+def check_guard(
+    plan: pl.DataFrame,
+    *,
+    in_scope: int,
+    guard: Guard,
+    override: bool,
+    selected_groups: Sequence[str] = (),
+    missing_groups: Sequence[str] = (),
+) -> str | None:
     """Why the run must stop before loading, or None. `override` lets an engineer proceed anyway.
 
     Every employee the run would flag (non_matching, terminated), deactivate or delete counts toward the
     limit, whatever its status before: an unmanaged employee flagged after a reconnect counts as much as
     a synced one, and so does a flagged one the policy deletes. The share is of the employees not flagged
-    before the run (synced and unmanaged ones), so that a long list of old flags does not dilute it."""
+    before the run (synced and unmanaged ones), so that a long list of old flags does not dilute it.
+
+    Two stops come before the share, whatever the thresholds (a small tenant never reaches `min_count`):
+    - every selected group gone from the source (`missing_groups` of the filter stage equal to
+      `selected_groups`): the selection no longer means anything, so the admin chooses again, even when
+      the tenant has no employee yet;
+    - no valid user in scope (`in_scope`: the usable source users after filter and validate, not the
+      records fetched) while the tenant has employees not flagged before, or while the run would still
+      change some (a policy's deletions of old flags): an empty group listing, a group emptied upstream or
+      a lone junk record is not "everyone left" (keycloak#24669)."""
     employees = plan.filter(pl.col("employee_id").is_not_null())
-    synced = employees.filter(pl.col("old_status") == "synced").height
     unflagged = employees.filter(pl.col("old_status").is_in(["synced", "unmanaged"])).height
     affected = employees.filter(
         pl.col("action").is_in(["non_matching", "terminated", "deleted"]) | newly_deactivated()
     ).height
     reason = None
-    if fetched == 0 and synced > 0:
-        reason = f"the source returned no users while the tenant has {synced} synced employees"
+    if selected_groups and set(missing_groups) >= set(selected_groups):
+        gone = ", ".join(sorted(missing_groups))
+        reason = (
+            f"none of the selected groups is listed by the source any more (missing: {gone}); "
+            "choose the groups again (`provision filter`)"
+        )
+    elif in_scope == 0 and (unflagged > 0 or affected > 0):
+        reason = (
+            "there are no users in scope (no valid source user in the tenant's selection) while the tenant has "
+            f"{unflagged} employees not flagged before and the run would flag, deactivate or delete {affected}"
+        )
     elif affected >= guard.min_count and affected > guard.max_share * unflagged:
         reason = (
             f"the run would flag, deactivate or delete {affected} employees of {unflagged} not flagged before "
@@ -120,10 +148,25 @@ def check_guard(plan: pl.DataFrame, *, fetched: int, guard: Guard, override: boo
     return reason
 
 
-def check_plan(plan: pl.DataFrame, fetched: int, guard: Guard, override_guard: bool) -> tuple[pl.DataFrame, str | None]:
+def check_plan(
+    plan: pl.DataFrame,
+    in_scope: int,
+    guard: Guard,
+    override_guard: bool,
+    selected_groups: Sequence[str] = (),
+    missing_groups: Sequence[str] = (),
+) -> tuple[pl.DataFrame, str | None]:
     """The validate-plan stage: the checked plan, and why the guard stops the run (None: go on)."""
     plan = validate_plan(plan)
-    return plan, check_guard(plan, fetched=fetched, guard=guard, override=override_guard)
+    reason = check_guard(
+        plan,
+        in_scope=in_scope,
+        guard=guard,
+        override=override_guard,
+        selected_groups=selected_groups,
+        missing_groups=missing_groups,
+    )
+    return plan, reason
 
 
 validate_source_task = task(name="validate source users", cache_policy=NO_CACHE, persist_result=False)(

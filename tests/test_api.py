@@ -105,7 +105,7 @@ def test_the_seeds_whole_setup_flow_through_http_only(service: Service) -> None:
         assert run["counts"]["created"] == 5 and run["counts"]["linked"] == 1 and run["counts"]["non_matching"] == 1
 
         changes = api.get(f"{saved.json()['run']['url']}/changes", params={"limit": 3}).json()
-        assert changes["total"] == 7 and len(changes["changes"]) == 3
+        assert changes["total"] == 13 and len(changes["changes"]) == 3  # 7 employees, 6 memberships joined
 
         synced = api.get("/tenants/acme/employees", params={"status": "synced"}).json()
         assert synced["total"] == 6 and all(e["link"] for e in synced["employees"])

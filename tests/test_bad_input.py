@@ -113,10 +113,17 @@ CATALOG: list[tuple[str, list[Any], list[Any], list[str] | None, Check]] = [
     ("blank id", [bad(id="   ")], [], None, quarantined("missing id", None)),
     ("numeric id", [bad(id=4711)], [], None, quarantined("id is not a string", None)),
     ("id is an object", [bad(id={"value": "x"})], [], None, quarantined("id is not a string", None)),
+    # why: the id columns hold 200 characters and PostgreSQL no NUL: reported by position, never stored
+    ("id over 200 characters", [bad(id="x" * 201)], [], None, quarantined("id longer than 200 characters", None)),
+    ("NUL byte in an id", [bad(id="x\x00")], [], None, quarantined("id contains control characters", None)),
+    ("line break in an id", [bad(id="x\ny")], [], None, quarantined("id contains control characters", None)),
     ("email without @", [bad(emails=work("x.person.acme.example"))], [], None, quarantined("not a valid address")),
     ("spaces inside the email", [bad(emails=work("x person@acme.example"))], [], None,
      quarantined("not a valid address")),
     ("several @", [bad(emails=work("x@person@acme.example"))], [], None, quarantined("not a valid address")),
+    # why: ſ, ﬃ and fullwidth letters read as another person's address (domain/emails.py)
+    ("look-alike characters in the local part", [bad(emails=work("x.per\u017fon@acme.example"))], [], None,
+     quarantined("look-alike characters before the @")),
     ("email without a dotted domain", [bad(emails=work("x@acme"))], [], None, quarantined("not a valid address")),
     ("only a HOME email", [bad(emails=[{"email": "x@home.example", "type": "HOME"}])], [], None,
      quarantined("no work or other email")),
@@ -155,6 +162,10 @@ CATALOG: list[tuple[str, list[Any], list[Any], list[str] | None, Check]] = [
      harmless(lambda r: (member_count(r, "big") == 10) or pytest.fail("big group"))),
     ("group without an id", [bad()], [{"name": "no id", "user_ids": ["x"]}, group("g", "G", ALL)], ["g"],
      harmless(lambda r: (r.groups.height == 1) or pytest.fail("id-less group kept"))),
+    ("group id with a NUL byte", [bad()], [group("g\x00", "Bad", ALL), group("g", "G", ALL)], ["g"],
+     harmless(lambda r: (r.groups.get_column("group_id").to_list() == ["g"]) or pytest.fail("bad id kept"))),
+    ("parent id over 200 characters", [bad()], [group("grp", "G", ALL, parent="p" * 201)], ["grp"],
+     harmless(lambda r: (r.groups.get_column("parent_id").to_list() == [None]) or pytest.fail("bad parent kept"))),
     ("group user_ids of mixed types", [bad()], [group("g", "G", [*ALL, 5, None, {"id": "x"}])], ["g"],
      harmless(lambda r: (member_count(r, "g") == 10) or pytest.fail("mixed ids"))),
 ]  # fmt: skip

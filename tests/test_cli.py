@@ -164,6 +164,11 @@ COMMANDS = [
     ["api-key", "list"],
     ["api-key", "revoke"],
     ["audit"],
+    ["tenant", "delete"],
+    ["export"],
+    ["suppression"],
+    ["retention", "period"],
+    ["retention", "run"],
 ]
 
 
@@ -292,12 +297,15 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
     assert run["run_id"] in ok("runs", "acme").stdout
 
     changes = json.loads(ok("run", "show", run["run_id"], "--json").stdout)
-    assert sorted((c["action"], c["source_user_id"]) for c in changes) == [
+    employee_changes = [c for c in changes if c["action"] not in ("joined", "left")]
+    assert sorted((c["action"], c["source_user_id"]) for c in employee_changes) == [
         ("created", "u2"),
         ("created", "u3"),
         ("linked", "u1"),
         ("non_matching", None),
     ]
+    joined = {(c["source_user_id"], c["group_id"]) for c in changes if c["action"] == "joined"}
+    assert {who for who, _ in joined} == {"u1", "u2", "u3"}  # group sync: the synced ones joined their groups
     shown = ok("run", "show", run["run_id"]).stdout
     assert shown.count("created") == 2 and "linked" in shown and "non_matching" in shown
 
@@ -397,6 +405,11 @@ UNKNOWN_TENANT_COMMANDS = [
     ["runs", "ghost"],
     ["disconnect", "ghost"],
     ["explain", "ghost", "--email", "a@acme.example"],
+    ["export", "ghost", "--email", "a@acme.example"],
+    ["suppression", "ghost"],
+    ["retention", "period", "ghost", "--days", "30"],
+    ["retention", "run", "--tenant", "ghost"],
+    ["tenant", "delete", "ghost", "--yes"],
 ]
 
 

@@ -224,7 +224,7 @@ def test_a_busy_tenant_refuses_a_second_sync_or_with_wait_waits_for_the_first(
             while time.monotonic() < deadline:  # until its run is waiting for the lock
                 with sqlite_engine.connect() as conn:
                     outcomes = [r.outcome for r in conn.execute(select(Run.outcome).order_by(Run.started_at))]
-                if outcomes[1:] == ["running"]:
+                if outcomes[1:] == ["queued"]:  # queued: it waits for the lock (store/repo.py abandon_stale_runs)
                     break
                 time.sleep(0.2)
             assert waiting.poll() is None, "the waiting sync ended while the tenant was busy"

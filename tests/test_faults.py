@@ -123,6 +123,9 @@ CLIENT_CATALOG: list[tuple[str, list[Fault], type[Exception] | None]] = [
     ("truncated JSON", [Fault(truncate=True, kind=E)], errors.MalformedPayloadError),
     ("HTML instead of JSON", [Fault(body="<html>502 Bad Gateway</html>", kind=E)], errors.MalformedPayloadError),
     ("an object instead of the array", [Fault(body='{"data": []}', kind=E)], errors.MalformedPayloadError),
+    ("an answer over the byte cap (64 MiB)", [Fault(oversize=80 * 2**20, kind=E)], errors.ResponseTooLargeError),
+    ("a page longer than the limit", [Fault(overlong=10, kind=E)], errors.MalformedPayloadError),
+    ("a source ignoring offset", [Fault(ignore_offset=True, sticky=True, kind=E)], errors.InconsistentListingError),
 ]  # fmt: skip
 
 

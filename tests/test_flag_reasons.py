@@ -26,8 +26,9 @@ def test_a_flagged_employee_shows_the_reason_of_the_newest_run_that_flagged_it(e
 
     sync_snapshot(engine, "acme", snapshot_of(users(anna)))  # linked
     assert reason_of(engine, "anna@acme.example") == ("synced", None)
-    sync_snapshot(engine, "acme", snapshot_of(users()))  # gone from the source
+    _, gone = sync_snapshot(engine, "acme", snapshot_of(users()))  # gone from the source
     assert reason_of(engine, "anna@acme.example") == ("non_matching", GONE)
+    assert (gone.counts["flagged_gone"], gone.counts["flagged_moved_out"]) == (1, 0)  # counted per reason
     sync_snapshot(engine, "acme", snapshot_of(users(anna)))  # back: reactivated, no reason
     assert reason_of(engine, "anna@acme.example") == ("synced", None)
     sync_snapshot(engine, "acme", snapshot_of(users(source_user("u1", "anna@acme.example", active=False))))

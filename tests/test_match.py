@@ -55,11 +55,15 @@ def test_first_sync_links_an_unlinked_employee_by_email_ignoring_case_and_unicod
     assert row["new_email"] == "jürgen.müller@acme.de"  # the source's spelling wins
 
 
-def test_email_matching_uses_casefold_not_lowercase() -> None:
+def test_email_matching_ignores_case_but_never_folds_one_mailbox_into_another() -> None:
     plan = plan_for(users(source_user("u1", "strasse@acme.de")), employees(employee(1, "STRASSE@acme.de")))
     assert outcome(plan, employee_id=1)["action"] == "linked"
-    plan = plan_for(users(source_user("u1", "straße@acme.de")), employees(employee(1, "STRASSE@acme.de")))
+    plan = plan_for(users(source_user("u1", "straße@acme.de")), employees(employee(1, "STRAßE@acme.de")))
     assert outcome(plan, employee_id=1)["action"] == "linked"
+    # why: ß and ss are two mailboxes; case folding made them one and handed Hans's employee to Grete
+    plan = plan_for(users(source_user("u1", "straße@acme.de")), employees(employee(1, "STRASSE@acme.de")))
+    assert outcome(plan, employee_id=1)["action"] == "non_matching"
+    assert outcome(plan, user_id="u1")["action"] == "created"
 
 
 def test_email_match_never_relinks_an_employee_already_linked_to_another_user() -> None:

@@ -413,12 +413,12 @@ def guard_plan(
     return plan
 
 
-def stops(plan: pl.DataFrame, *, fetched: int = 1, guard: Guard | None = None, override: bool = False) -> bool:
-    return check_guard(plan, fetched=fetched, guard=guard or Guard(), override=override) is not None
+def stops(plan: pl.DataFrame, *, in_scope: int = 1, guard: Guard | None = None, override: bool = False) -> bool:
+    return check_guard(plan, in_scope=in_scope, guard=guard or Guard(), override=override) is not None
 
 
 def test_guard_stops_a_run_flagging_more_than_ten_percent_and_at_least_ten_synced_employees() -> None:
-    reason = check_guard(guard_plan(synced=100, leaving=11), fetched=89, guard=Guard(), override=False)
+    reason = check_guard(guard_plan(synced=100, leaving=11), in_scope=89, guard=Guard(), override=False)
     assert reason is not None
     assert "11 employees of 100" in reason
 
@@ -441,18 +441,57 @@ def test_guard_counts_employees_newly_terminated_in_the_source() -> None:
 def test_guard_always_stops_an_empty_source_while_the_tenant_has_synced_employees() -> None:
     # why: keycloak#24669 — an empty answer from the source is not "everyone left".
     plan = guard_plan(synced=3, leaving=3)
-    reason = check_guard(plan, fetched=0, guard=Guard(), override=False)
-    assert reason is not None and "no users" in reason
-    assert stops(guard_plan(synced=1, leaving=1), fetched=0)
+    reason = check_guard(plan, in_scope=0, guard=Guard(), override=False)
+    assert reason is not None and "no users in scope" in reason and "3 employees not flagged before" in reason
+    assert stops(guard_plan(synced=1, leaving=1), in_scope=0)
 
 
-def test_empty_source_with_no_synced_employees_is_not_stopped() -> None:
-    assert not stops(guard_plan(synced=0, leaving=0, unmanaged=3), fetched=0)
+def test_no_valid_users_in_scope_stops_while_any_employee_is_not_flagged_yet() -> None:
+    # why: after a disconnect every employee is unmanaged; a reconnect to a source whose scope is empty
+    # (a group listing answering [], a lone junk record) would flag them all, below min_count too.
+    assert stops(guard_plan(synced=0, leaving=0, unmanaged=3), in_scope=0)
+    assert not stops(guard_plan(synced=0, leaving=0, unmanaged=3), in_scope=1)  # then the share rule decides
+
+
+def test_empty_scope_with_no_employee_left_to_flag_is_not_stopped() -> None:
+    assert not stops(guard_plan(synced=0, leaving=0), in_scope=0)  # a new tenant
+    assert not stops(guard_plan(synced=0, leaving=0, non_matching=3), in_scope=0)  # only old flags, kept
+
+
+def test_empty_scope_stops_a_run_that_would_still_delete_old_flags() -> None:
+    # why: the delete policy's due deletions must not ride on a read that found nobody in scope.
+    plan = pl.DataFrame(
+        {
+            "employee_id": [1, 2],
+            "old_status": ["non_matching", "non_matching"],
+            "action": ["deleted", "unchanged"],
+            "old_deactivated": [True, True],
+            "new_deactivated": [None, True],
+        }
+    )
+    assert stops(plan, in_scope=0)
+    assert not stops(plan, in_scope=1)  # one deletion: under the share rule's min_count
+
+
+def test_all_selected_groups_gone_stops_the_run_and_names_them() -> None:
+    plan = guard_plan(synced=0, leaving=0)  # even with no employee at all: the selection means nothing now
+    reason = check_guard(
+        plan, in_scope=0, guard=Guard(), override=False, selected_groups=["g2", "g1"], missing_groups=["g1", "g2"]
+    )
+    assert reason is not None and "none of the selected groups" in reason and "(missing: g1, g2)" in reason
+    some_gone = check_guard(
+        plan, in_scope=5, guard=Guard(), override=False, selected_groups=["g1", "g2"], missing_groups=["g1"]
+    )
+    assert some_gone is None  # one of two gone: the run goes on; its summary names the missing group
+    overridden = check_guard(
+        plan, in_scope=0, guard=Guard(), override=True, selected_groups=["g1"], missing_groups=["g1"]
+    )
+    assert overridden is None
 
 
 def test_override_lets_a_stopped_run_proceed() -> None:
-    assert check_guard(guard_plan(synced=20, leaving=20), fetched=0, guard=Guard(), override=True) is None
-    assert check_guard(guard_plan(synced=100, leaving=50), fetched=50, guard=Guard(), override=True) is None
+    assert check_guard(guard_plan(synced=20, leaving=20), in_scope=0, guard=Guard(), override=True) is None
+    assert check_guard(guard_plan(synced=100, leaving=50), in_scope=50, guard=Guard(), override=True) is None
 
 
 def test_unmanaged_employees_flagged_count_toward_the_guard() -> None:
@@ -495,7 +534,7 @@ def test_guard_stops_exactly_when_both_thresholds_are_exceeded(
             "new_deactivated": [False] * synced,
         }
     )
-    stopped = stops(plan, fetched=synced, guard=Guard(max_share=float(share), min_count=min_count))
+    stopped = stops(plan, in_scope=synced, guard=Guard(max_share=float(share), min_count=min_count))
     assert stopped == (flagged >= min_count and Fraction(flagged) > Fraction(share) * synced)
 
 
@@ -566,8 +605,10 @@ def test_counts_say_how_many_employees_and_source_users_had_each_outcome() -> No
         "left": 0,
         "skipped_inactive": 1,  # u8, inactive and never an employee
         "filtered_out": 2,
+        "suppressed": 0,  # the tenant suppresses nobody
         "invalid": 3,
         "conflicts": 2,  # u9 and u10, one email between them
+        **{key: 0 for key in COUNT_KEYS if key.startswith("flagged_")},  # no reasons given: match alone
     }
     assert list(counts) == COUNT_KEYS  # the order the artifact's table shows
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
+from typing import Any
+
+import httpx
 import pytest
 from sqlalchemy import Engine, select
 
@@ -65,3 +70,135 @@ def test_backfill_of_a_list_as_a_dry_run_writes_no_employee(engine: Engine) -> N
     assert results["globex"]["outcome"] == "succeeded"
     assert results["globex"]["counts"]["created"] == 4
     assert employee_count(engine, "globex") == 0
+
+
+# ---- many tenants: really concurrent, and not lost to a transient failure of the Prefect API -----------------
+
+
+@pytest.fixture
+def four(engine: Engine, upstream: Upstream) -> list[str]:
+    """Four tenants, t1..t4, each with a connection of its own to the same source of four people."""
+    upstream.source.replace(in_one_group([person(f"u{i}", f"p{i}@acme.example") for i in range(4)]))
+    names = ["t1", "t2", "t3", "t4"]
+    for name in names:
+        setup_tenant(engine, upstream, ["g"], tenant=name)
+    return names
+
+
+@pytest.mark.parametrize("max_concurrent", [2, 4])
+def test_max_concurrent_tenants_run_at_once_and_never_more(
+    engine: Engine, four: list[str], max_concurrent: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.sync_tenant
+    from flows.sync_all import sync_all
+    from tasks.extract import extract
+
+    # why: each run's extract waits until `max_concurrent` runs are inside it. Were the runs one after another,
+    # the barrier would break after its timeout and the tenants fail; no clock is compared.
+    together = threading.Barrier(max_concurrent, timeout=120)
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def extract_together(config: Any) -> Any:
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        try:
+            together.wait()
+            return extract(config)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(flows.sync_tenant, "TASKS", replace(flows.sync_tenant.TASKS, extract=extract_together))
+    results = sync_all(tenants=four, max_concurrent=max_concurrent)
+    assert {t: r["outcome"] for t, r in results.items()} == dict.fromkeys(four, "succeeded")
+    assert peak[0] == max_concurrent
+    with engine.connect() as conn:
+        spans = sorted(conn.execute(select(Run.started_at, Run.ended_at)).all())
+    # The run rows say so too: the first `max_concurrent` runs were all running at one moment.
+    first = spans[:max_concurrent]
+    assert max(start for start, _ in first) < min(end for _, end in first)
+
+
+def _api_error(status: int, path: str = "/api/flow_runs/") -> Exception:
+    """What Prefect's client raises for an error answer of its API (a real response, Prefect's own exception)."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    request = httpx.Request("POST", f"http://127.0.0.1:4200{path}")
+    response = httpx.Response(status, json={"exception_message": "Internal Server Error"}, request=request)
+    return PrefectHTTPStatusError.from_httpx_error(
+        httpx.HTTPStatusError(f"Server error '{status}'", request=request, response=response)
+    )
+
+
+def _failing_create_flow_run(monkeypatch: pytest.MonkeyPatch, failures: dict[str, list[Exception]]) -> list[str]:
+    """Creating a tenant's flow run raises that tenant's next failure while it has any; returns each tenant's
+    attempts in order."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    import flows.sync_all
+
+    monkeypatch.setattr(flows.sync_all, "START_RETRY_DELAYS", (0.0, 0.0))
+    real = SyncPrefectClient.create_flow_run
+    attempts: list[str] = []
+
+    def create_flow_run(self: Any, flow: Any, *args: Any, **kwargs: Any) -> Any:
+        tenant = (kwargs.get("parameters") or {}).get("tenant")
+        if tenant is not None:
+            attempts.append(tenant)
+            if failures.get(tenant):
+                raise failures[tenant].pop(0)
+        return real(self, flow, *args, **kwargs)
+
+    monkeypatch.setattr(SyncPrefectClient, "create_flow_run", create_flow_run)
+    return attempts
+
+
+def test_a_transient_prefect_api_failure_while_starting_a_tenants_run_is_retried_and_the_tenant_syncs(
+    engine: Engine, four: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.sync_all import sync_all
+
+    failures: dict[str, list[Exception]] = {
+        "t1": [_api_error(500)],
+        "t2": [_api_error(409)],
+        "t3": [httpx.ReadError("[Errno 104] Connection reset by peer"), _api_error(503)],  # twice, then it works
+    }
+    attempts = _failing_create_flow_run(monkeypatch, failures)
+    results = sync_all(tenants=four, max_concurrent=2)
+    assert {t: r["outcome"] for t, r in results.items()} == dict.fromkeys(four, "succeeded")
+    assert sorted(attempts) == ["t1", "t1", "t2", "t2", "t3", "t3", "t3", "t4"]
+    for tenant in four:
+        assert employee_count(engine, tenant) == 4
+    with engine.connect() as conn:  # one run each: a retry never starts a second
+        assert sorted(conn.execute(select(Run.tenant_id)).scalars()) == four
+
+
+def test_a_prefect_api_failure_that_persists_is_reported_with_its_cause_and_its_traceback_is_logged_there(
+    engine: Engine, four: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    from flows.sync_all import sync_all
+
+    failures: dict[str, list[Exception]] = {"t2": [_api_error(500) for _ in range(10)]}
+    attempts = _failing_create_flow_run(monkeypatch, failures)
+    state = sync_all(tenants=four, max_concurrent=2, return_state=True)
+    results = state.result()
+    assert attempts.count("t2") == 3  # the first try and two more
+    assert {t: r["outcome"] for t, r in results.items() if t != "t2"} == dict.fromkeys(["t1", "t3", "t4"], "succeeded")
+    assert results["t2"]["outcome"] == "failed"
+    error = results["t2"]["error"]
+    assert error.startswith("the Prefect API answered 500 Internal Server Error to POST /api/flow_runs/")
+    assert "(Internal Server Error) (3 attempts) before its run started" in error
+    with get_client(sync_client=True) as client:
+        backfill = client.read_flow_run(state.state_details.flow_run_id)
+        assert error.endswith(f"the traceback is in the log of flow run {backfill.name}")
+        APILogWorker.drain_all(timeout=30)  # the log lines still on their way to the API
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[backfill.id])))
+    # The log the sentence names holds the failure with its traceback.
+    assert any("Tenant t2: the Prefect API answered 500" in log.message and "Traceback" in log.message for log in logs)
+    with engine.connect() as conn:
+        assert "t2" not in set(conn.execute(select(Run.tenant_id)).scalars())
