@@ -28,17 +28,25 @@ from store.repo import (
     start_run,
 )
 from tasks.extract import extract_task
+from tasks.filter import filter_task
+from tasks.flatten import flatten_task
 from tasks.load import load_task
+from tasks.match import match_task
 from tasks.report import failure_markdown, publish, report_task, summary_markdown, totals
-from tasks.validate import GuardTripped
+from tasks.validate import GuardTripped, validate_plan_task, validate_source_task
 
-# The stages of a run: the functions of pipeline.PLAIN, the extract and the load as Prefect tasks. The extract is
-# a task for its retries (a source still failing transiently is read again after 30 s and 120 s), the load for its
-# one transaction; the report (artifacts) is a task too. The stages between them run inside the flow run, each
-# logging its line of figures: at a few hundred users each takes milliseconds, while every task run costs the
-# Prefect server three state events and their records, which made up most of a small tenant's run in a backfill
-# (bench/README.md, "Many tenants").
-TASKS = replace(PLAIN, extract=extract_task, load=load_task)
+# The stages as Prefect tasks: the same functions as pipeline.PLAIN, each a task run of its own in the flow run
+# (its state, timing and retries visible in the UI), none caching or persisting its result (personal data).
+TASKS = replace(
+    PLAIN,
+    extract=extract_task,
+    flatten=flatten_task,
+    filter=filter_task,
+    validate_users=validate_source_task,
+    match=match_task,
+    validate_plan=validate_plan_task,
+    load=load_task,
+)
 
 
 @flow(name="sync-tenant", flow_run_name="sync-{tenant}")

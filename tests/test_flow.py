@@ -92,6 +92,34 @@ def test_run_rows_record_the_flow_run_and_counts(engine: Engine, upstream: Upstr
     assert run.ended_at is not None
 
 
+def test_every_stage_is_a_task_run_of_the_tenants_flow_run(engine: Engine, upstream: Upstream) -> None:
+    """Each stage shows in the Prefect UI as a task run of its own, with its state (design.md's flow shape)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    upstream.source.replace(in_one_group(staff(2)))
+    setup_tenant(engine, upstream, ["g"])
+    result = sync(trigger="cli")
+    with engine.connect() as conn:
+        flow_run_id = conn.execute(select(Run.flow_run_id).where(Run.id == result["run_id"])).scalar_one()
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    names = sorted(run.name.rsplit("-", 1)[0] for run in task_runs)
+    assert names == sorted(
+        [
+            "extract users and groups",
+            "flatten groups",
+            "filter by selected groups",
+            "validate source users",
+            "match",
+            "validate plan",
+            "load and flag",
+            "report",
+        ]
+    )
+    assert {run.state.type.value for run in task_runs if run.state} == {"COMPLETED"}
+
+
 def test_dry_run_reports_but_writes_no_employee(engine: Engine, upstream: Upstream) -> None:
     upstream.source.replace(in_one_group(staff(3)))
     setup_tenant(engine, upstream, ["g"])
