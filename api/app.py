@@ -111,6 +111,7 @@ class AuthorizationOut(BaseModel):
 class GroupOut(BaseModel):
     group_id: str
     name: str | None
+    type: str | None = Field(None, description="The source's group type: DEPARTMENT, TEAM, BRANCH, GROUP, ...")
     parent_id: str | None
     member_count: int
     refreshed_at: datetime | None = Field(None, description="When the source was read (stored lists only).")
@@ -232,6 +233,9 @@ class EmployeeOut(BaseModel):
     reason: str | None
     flagged_at: str | None = Field(description="When a run first flagged it; null while synced or unmanaged.")
     deactivated: bool = Field(description="Inactive for the platform (the deprovisioning policy).")
+    leave_date: str | None = Field(
+        None, description="The end date the source gives (YYYY-MM-DD): ahead of today, the planned leave date."
+    )
     updated_at: str | None
 
 

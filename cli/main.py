@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -263,7 +264,7 @@ def groups(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the source's groups, flattened, fresh from the source: id, name, members."""
+    """List the source's groups, flattened, fresh from the source: id, type, members, name."""
     from store.repo import integration_settings, selected_groups
 
     eng = engine()
@@ -276,20 +277,22 @@ def groups(
                 typer.echo(f"Tenant {tenant} has no groups selected; `provision filter {tenant}` chooses them.")
             for row in rows:
                 name = row["name"] or "(no longer listed by the source)"
-                typer.echo(f"{row['group_id']:<28} {row['employees']:>7} employees  {name}")
+                typer.echo(f"{row['group_id']:<28} {row['type'] or '':<14} {row['employees']:>7} employees  {name}")
 
-        fields = ("group_id", "name", "parent_id", "member_count", "employees")
+        fields = ("group_id", "name", "type", "parent_id", "member_count", "employees")
         emit([{k: row[k] for k in fields} for row in held], as_json, render_selected)
         return
     from pipeline import refresh_groups  # the source is read: the stages (Prefect's tasks) only here
 
     with explained_errors():
         listed = refresh_groups(eng, integration_settings(eng, tenant, require_selection=False))
-    rows = listed.select("group_id", "name", "parent_id", "member_count").to_dicts()
+    rows = listed.select("group_id", "name", "type", "parent_id", "member_count").to_dicts()
 
     def render(rows: list[dict[str, Any]]) -> None:
+        if rows:
+            typer.echo(f"{'GROUP ID':<28} {'TYPE':<14} {'MEMBERS':>7}  NAME")
         for row in rows:
-            typer.echo(f"{row['group_id']:<28} {row['member_count']:>7}  {row['name'] or ''}")
+            typer.echo(f"{row['group_id']:<28} {row['type'] or '':<14} {row['member_count']:>7}  {row['name'] or ''}")
 
     emit(rows, as_json, render)
 
@@ -394,7 +397,8 @@ def employees(
     group: Annotated[str | None, typer.Option(help="Only the members of this group (a group id).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
-    """List a tenant's employees: email, names, status, link, and why a flagged one was flagged."""
+    """List a tenant's employees: email, names, status, link, why a flagged one was flagged, and the end date the
+    source gives (`leaves` while ahead, `left` once reached)."""
     from store.repo import list_employees
 
     if status and status not in STATUSES:
@@ -402,10 +406,14 @@ def employees(
     with explained_errors():
         rows = list_employees(engine(), tenant, status, group)
 
+    today = datetime.now(UTC).date().isoformat()
+
     def render(rows: list[dict[str, Any]]) -> None:
         for r in rows:
             name = f"{r['first_name'] or ''} {r['last_name'] or ''}".strip()
             why = f"  ({r['reason']})" if r["reason"] else ""
+            if r["leave_date"]:
+                why += f"  [{'leaves' if r['leave_date'] > today else 'left'} {r['leave_date']}]"
             status = r["status"] + (", deactivated" if r["deactivated"] else "")
             typer.echo(f"{status:<26} {r['email']:<40} {name:<30} {r['link'] or ''}{why}")
 

@@ -32,7 +32,7 @@ from tasks.extract import SourceConfig, extract, source_config
 from tasks.filter import Scope, filter_users
 from tasks.flatten import FlatGroups, flatten
 from tasks.load import load
-from tasks.match import match_tenant, with_flag_reasons, with_policy
+from tasks.match import ended_user_ids, match_tenant, with_end_dates, with_flag_reasons, with_policy
 from tasks.memberships import current_memberships, membership_changes, wanted_memberships
 from tasks.report import count
 from tasks.suppress import Suppressed, suppress_tenant
@@ -228,10 +228,15 @@ def plan_snapshot(
     )
     validated = progress.step("validate users", _validated, stages.validate_users, scope.users)
 
-    def matched(*args: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The plan, with why it flags each one and the policy applied, and who joins or leaves which group."""
-        plan = with_flag_reasons(stages.match(*args), snapshot.users["user_id"], scope.users["user_id"])
-        plan = with_policy(plan, policy or Policy(), now or utcnow())
+    when = now or utcnow()
+
+    def matched(tenant: str, users: pl.DataFrame, held: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The plan (end dates reached applied first), with why it flags each one and the policy applied, and who
+        joins or leaves which group."""
+        users = with_end_dates(users, when)
+        plan = stages.match(tenant, users, held)
+        plan = with_flag_reasons(plan, snapshot.users["user_id"], scope.users["user_id"], ended_user_ids(users, when))
+        plan = with_policy(plan, policy or Policy(), when)
         wanted = wanted_memberships(
             flat.memberships,
             scope.users["user_id"],
@@ -252,6 +257,7 @@ def plan_snapshot(
         override_guard,
         selection.group_ids,
         scope.missing_groups,
+        memberships_stated=not snapshot.memberships.is_empty(),
     )
     counts = count(
         plan,

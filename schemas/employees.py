@@ -16,4 +16,5 @@ EMPLOYEE_SCHEMA: dict[str, pl.DataType] = {
     "status": pl.String(),
     "flagged_at": pl.Datetime("us", "UTC"),  # when a run first flagged it; null while synced or unmanaged
     "deactivated": pl.Boolean(),  # inactive for the platform (the deprovisioning policy)
+    "leave_date": pl.String(),  # YYYY-MM-DD: the end date the source gives (a planned leave date while ahead)
 }

@@ -54,6 +54,8 @@ class PlanSchema(pa.DataFrameModel):
     flagged_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(nullable=True)  # type: ignore[valid-type]
     old_deactivated: bool = pa.Field(nullable=True)
     new_deactivated: bool = pa.Field(nullable=True)
+    old_leave_date: str = pa.Field(nullable=True)
+    new_leave_date: str = pa.Field(nullable=True)
 
     @pa.dataframe_check(name="created rows are complete and linked")
     @classmethod

@@ -22,6 +22,7 @@ class SourceUserSchema(pa.DataFrameModel):
     last_name: str = pa.Field(nullable=True)
     display_name: str = pa.Field(nullable=True)
     employment_status: str = pa.Field(nullable=False, isin=["active", "inactive"])
+    terminated_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(nullable=True)  # type: ignore[valid-type]
     # The edge's own finding about a record; a set `problem` quarantines it with that reason.
     problem: str = pa.Field(nullable=True)
 

@@ -41,6 +41,10 @@ class SourceRequestError(PermanentSourceError):
     """400 and other 4xx: the request was refused as malformed."""
 
 
+class SourceNotSupportedError(SourceRequestError):
+    """501: the integration behind the connection does not support the object (Personio has no group list)."""
+
+
 class MalformedPayloadError(PermanentSourceError):
     """The body is not the JSON array the API promises."""
 

@@ -45,6 +45,7 @@ from sources.errors import (
     ResponseTooLargeError,
     SourceAuthError,
     SourceNotFoundError,
+    SourceNotSupportedError,
     SourceRequestError,
     TransientSourceError,
 )
@@ -270,7 +271,7 @@ class SourceHttp:
             )
         if status == 501:
             # 501 is how Unified says the integration does not support the object: no retry helps.
-            raise SourceRequestError(
+            raise SourceNotSupportedError(
                 f"the integration behind {upstream} does not support {path} ({status}) {where}",
                 tenant=self.tenant,
                 status=status,

@@ -1,7 +1,7 @@
 """The normalized source frames every source client produces: the only shapes that leave `sources/`.
 
-Only the allowed attributes survive (design.md): user id, names, display name, employment status,
-email; group id, name and parent. Everything else is dropped while the payload is parsed.
+Only the allowed attributes survive (design.md): user id, names, display name, employment status and end
+date, email; group id, name, type and parent. Everything else is dropped while the payload is parsed.
 """
 
 from __future__ import annotations
@@ -21,19 +21,27 @@ USER_SCHEMA: dict[str, pl.DataType] = {
     "first_name": pl.String(),
     "last_name": pl.String(),
     "display_name": pl.String(),
-    "employment_status": pl.String(),  # "active" | "inactive"
+    "employment_status": pl.String(),  # "active" | "inactive", as the source says it (an end date is not applied here)
+    "terminated_at": pl.Datetime("us", "UTC"),  # the end date the source gives (Personio's leavers), or null
     "problem": pl.String(),
 }
 
 # Direct memberships as the source states them (group.user_ids and employee.groups[]), deduplicated.
 MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {"group_id": pl.String(), "user_id": pl.String()}
 
-# One row per group id; `parent_id` is null for a root group.
+# One row per group id; `parent_id` is null for a root group. `type` is Unified's group type (DEPARTMENT, TEAM,
+# BRANCH, GROUP, ...) as the source gives it, upper-cased, or null.
 GROUP_SCHEMA: dict[str, pl.DataType] = {
     "group_id": pl.String(),
     "name": pl.String(),
     "parent_id": pl.String(),
+    "type": pl.String(),
 }
+
+# How the groups were known: listed by the group endpoint (and completed by the employees' `groups[]`), or only
+# from the employees' `groups[]` because the integration does not support the group endpoint (Personio).
+GROUPS_LISTED = "listed"
+GROUPS_EMBEDDED_ONLY = "embedded only"
 
 
 @dataclass(frozen=True)
@@ -45,3 +53,4 @@ class SourceSnapshot:
     groups: pl.DataFrame
     requests: int = 0  # requests sent to read it, retries and re-reads included (0: not read over HTTP)
     ignored_group_ids: int = 0  # group, parent and membership group ids breaking domain/ids.py's rules, ignored
+    group_source: str = GROUPS_LISTED  # GROUPS_LISTED or GROUPS_EMBEDDED_ONLY

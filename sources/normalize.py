@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -24,7 +25,7 @@ from domain.emails import EMAIL_HAS_COMPATIBILITY_CHARACTERS, email_problem, is_
 from domain.ids import id_problem
 from domain.names import CONTROL_CHARACTERS, MAX_NAME_LENGTH, NAME_HAS_CONTROL_CHARACTERS, NAME_TOO_LONG
 from schemas.source_users import usable_id
-from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, USER_SCHEMA, SourceSnapshot
+from sources.model import GROUP_SCHEMA, GROUPS_LISTED, MEMBERSHIP_SCHEMA, USER_SCHEMA, SourceSnapshot
 
 # Problems, as they appear in reports. They identify nothing personal.
 MISSING_ID = "missing id"
@@ -35,6 +36,7 @@ INVALID_EMAIL = "email is not a valid address"
 # The name rules are domain/names.py's, shared with employees created by hand.
 CONTROL_CHARS = NAME_HAS_CONTROL_CHARACTERS
 UNKNOWN_STATUS = "unknown employment_status"
+UNREADABLE_END_DATE = "terminated_at is not a date"
 
 
 def wrong_type(field: str) -> str:
@@ -51,9 +53,12 @@ class HrisEmail(_Record):
 
 
 class HrisGroupRef(_Record):
-    """An entry of `employee.groups[]`: only its id is used (a membership)."""
+    """An entry of `employee.groups[]`: a membership, and the group's name and type where the source lists no
+    groups of its own (Personio's departments, teams and offices arrive only here)."""
 
     id: str | None = None
+    name: str | None = None
+    type: str | None = None
 
 
 class HrisEmployee(_Record):
@@ -65,6 +70,7 @@ class HrisEmployee(_Record):
     last_name: str | None = None
     emails: list[HrisEmail] | None = None
     employment_status: str | None = None
+    terminated_at: str | None = None
     groups: list[HrisGroupRef] | None = None
 
 
@@ -73,6 +79,7 @@ class HrisGroup(_Record):
 
     id: str | None = None
     name: str | None = None
+    type: str | None = None
     parent_id: str | None = None
     user_ids: list[Any] | None = None  # non-string entries are skipped, not fatal
 
@@ -122,6 +129,16 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
+def end_date(value: str) -> datetime | None:
+    """An ISO-8601 date or date-time as a UTC instant (a date alone is its midnight, a time without a zone is
+    UTC), or None when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 # ---- employees --------------------------------------------------------------------------------
 
 
@@ -136,8 +153,9 @@ def _read_employee(raw: dict[str, Any], problems: list[str]) -> HrisEmployee:
     return HrisEmployee.model_validate({k: v for k, v in raw.items() if k not in bad})
 
 
-def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The users frame (USER_SCHEMA) and the memberships stated on employees (`employee.groups[]`).
+def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The users frame (USER_SCHEMA), the memberships stated on employees (`employee.groups[]`), and the groups
+    those entries describe (GROUP_SCHEMA without parents: one row per id, its first name and type seen).
 
     The per-record loop only reads each record through `HrisEmployee` and picks its email; the
     checks that apply to every row (names, status, email syntax) run as polars expressions.
@@ -149,9 +167,11 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
     last_names: list[str | None] = [None] * n
     full_names: list[str | None] = [None] * n
     statuses: list[str | None] = [None] * n
+    ended: list[datetime | None] = [None] * n
     read_problems: list[str | None] = [None] * n
     m_groups: list[str] = []
     m_users: list[str] = []
+    embedded: dict[str, tuple[str | None, str | None]] = {}  # group id -> (name, type), the first seen
 
     for i, raw in enumerate(raw_employees):
         if not isinstance(raw, dict):
@@ -179,10 +199,16 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
         first_names[i], last_names[i], full_names[i] = emp.first_name, emp.last_name, emp.name
         # Missing means active: Unified omits it for sources that only list current staff.
         statuses[i] = "active" if emp.employment_status is None else emp.employment_status
+        if emp.terminated_at is not None and emp.terminated_at.strip():
+            ended[i] = end_date(emp.terminated_at)
+            if ended[i] is None:
+                problems.append(UNREADABLE_END_DATE)
 
-        if user_id is not None and emp.groups:
-            for ref in emp.groups:
-                if ref.id and ref.id.strip():
+        for ref in emp.groups or ():
+            if ref.id and ref.id.strip():
+                if ref.id not in embedded or embedded[ref.id] == (None, None):
+                    embedded[ref.id] = (ref.name, ref.type)
+                if user_id is not None:
                     m_groups.append(ref.id)
                     m_users.append(user_id)
         if problems:
@@ -197,6 +223,7 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
             "last_name": last_names,
             "full_name": full_names,
             "employment_status": statuses,
+            "terminated_at": ended,
             "read_problem": read_problems,
         },
         schema={
@@ -207,7 +234,9 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
     )
     users = _check_users(_tidy(frame))
     memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
-    return users, memberships
+    return users, memberships, _group_frame(
+        list(embedded), [name for name, _ in embedded.values()], [None] * len(embedded), [t for _, t in embedded.values()]
+    )
 
 
 # What Python's str.strip() removes, i.e. every code point for which str.isspace() holds (polars' own
@@ -327,6 +356,7 @@ def normalize_groups(raw_groups: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFr
     ids: list[str] = []
     names: list[str | None] = []
     parents: list[str | None] = []
+    types: list[str | None] = []
     m_groups: list[str] = []
     m_users: list[str] = []
     for raw in raw_groups:
@@ -338,15 +368,43 @@ def normalize_groups(raw_groups: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFr
         seen.add(group.id)
         ids.append(group.id)
         # Group names have no problem column; control characters are removed rather than stored.
-        names.append(_clean(_CONTROL.sub("", group.name)) if group.name else None)
+        names.append(group.name)
         parents.append(group.parent_id if group.parent_id and group.parent_id.strip() else None)
+        types.append(group.type)
         for uid in group.user_ids or ():
             if isinstance(uid, str) and uid.strip():
                 m_groups.append(group.id)
                 m_users.append(uid)
-    groups = pl.DataFrame({"group_id": ids, "name": names, "parent_id": parents}, schema=GROUP_SCHEMA)
     memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
-    return groups, memberships
+    return _group_frame(ids, names, parents, types), memberships
+
+
+def _group_frame(
+    ids: list[str], names: list[str | None], parents: list[str | None], types: list[str | None]
+) -> pl.DataFrame:
+    """GROUP_SCHEMA rows. Group names have no problem column: control characters are removed rather than
+    stored; a type is trimmed and upper-cased (Unified's enum spelling), an empty one is none."""
+    return pl.DataFrame(
+        {
+            "group_id": ids,
+            "name": [_clean(_CONTROL.sub("", name)) if name else None for name in names],
+            "parent_id": parents,
+            "type": [_clean(_CONTROL.sub("", kind).upper()) if kind else None for kind in types],
+        },
+        schema=GROUP_SCHEMA,
+    )
+
+
+def group_union(listed: pl.DataFrame, embedded: pl.DataFrame) -> pl.DataFrame:
+    """One row per group id, listed or only embedded in employees' `groups[]`: the listed group's name, type and
+    parent win; what the listing leaves empty (a name, a type) comes from the embedded entry."""
+    both = listed.join(embedded, on="group_id", how="full", coalesce=True, suffix="_embedded")
+    return both.select(
+        "group_id",
+        name=pl.coalesce("name", "name_embedded"),
+        parent_id=pl.col("parent_id"),
+        type=pl.coalesce("type", "type_embedded"),
+    )
 
 
 def _without_unusable_group_ids(
@@ -367,10 +425,17 @@ def _without_unusable_group_ids(
     return groups, memberships.filter(usable_id("group_id")), ignored
 
 
-def normalize(raw_employees: Sequence[Any], raw_groups: Sequence[Any]) -> SourceSnapshot:
-    """Raw Unified.to employees and groups -> users, memberships and groups frames."""
-    users, emp_memberships = normalize_users(raw_employees)
-    groups, group_memberships = normalize_groups(raw_groups)
+def normalize(
+    raw_employees: Sequence[Any], raw_groups: Sequence[Any], *, group_source: str = GROUPS_LISTED
+) -> SourceSnapshot:
+    """Raw Unified.to employees and groups -> users, memberships and groups frames.
+
+    The groups are the union of the listed ones and those only named in employees' `groups[]` (`group_union`);
+    `group_source` says whether a group listing was read at all (SourceSnapshot.group_source)."""
+    users, emp_memberships, embedded = normalize_users(raw_employees)
+    listed, group_memberships = normalize_groups(raw_groups)
     memberships = pl.concat([group_memberships, emp_memberships]).unique(maintain_order=True)
-    groups, memberships, ignored = _without_unusable_group_ids(groups, memberships)
-    return SourceSnapshot(users=users, memberships=memberships, groups=groups, ignored_group_ids=ignored)
+    groups, memberships, ignored = _without_unusable_group_ids(group_union(listed, embedded), memberships)
+    return SourceSnapshot(
+        users=users, memberships=memberships, groups=groups, ignored_group_ids=ignored, group_source=group_source
+    )

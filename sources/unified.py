@@ -28,8 +28,8 @@ PAGE_SIZE = 100  # Unified's default and maximum page size
 USER_AGENT = "employee-provisioning/0.1 (+unified-hris-client)"
 # Data minimisation starts at the request: ask only for what the normalizer keeps (it drops the rest
 # anyway, for integrations that ignore `fields`). Comma-separated, as the Unified CLI sends it.
-EMPLOYEE_FIELDS = "id,name,first_name,last_name,emails,employment_status,groups"
-GROUP_FIELDS = "id,name,parent_id,user_ids"
+EMPLOYEE_FIELDS = "id,name,first_name,last_name,emails,employment_status,terminated_at,groups"
+GROUP_FIELDS = "id,name,type,parent_id,user_ids"
 
 
 class UnifiedClient:
@@ -111,7 +111,8 @@ class UnifiedClient:
         return self._list("/employee", EMPLOYEE_FIELDS)
 
     def list_groups(self) -> list[Any]:
-        """Every HrisGroup of the connection, raw."""
+        """Every HrisGroup of the connection, raw. SourceNotSupportedError (501) where the integration lists no
+        groups (Personio: its groups arrive only in the employees' `groups[]`)."""
         return self._list("/group", GROUP_FIELDS)
 
     def _list(self, path: str, fields: str) -> list[Any]:

@@ -38,6 +38,7 @@ EMPLOYEE_COLUMNS = [
     "employment_status",
     "source_user_id",
     "status",
+    "leave_date",
     "created_at",
     "updated_at",
 ]
@@ -52,6 +53,7 @@ STAGE_COLUMNS = [
     "new_employment_status",
     "new_status",
     "new_deactivated",  # 'true' or 'false'
+    "new_leave_date",
 ]
 AUDIT = [f"{side}_{field}" for field in FIELDS for side in ("old", "new")]
 CHANGE_COLUMNS = [
@@ -85,7 +87,7 @@ UPDATE employees SET
     email = s.new_email, email_norm = s.new_email_norm,
     first_name = s.new_first_name, last_name = s.new_last_name, display_name = s.new_display_name,
     employment_status = s.new_employment_status, status = s.new_status,
-    source_user_id = s.source_user_id, updated_at = :now,
+    source_user_id = s.source_user_id, leave_date = s.new_leave_date, updated_at = :now,
     flagged_at = CASE WHEN s.new_status IN ('non_matching', 'terminated')
                       THEN COALESCE(employees.flagged_at, :now) END,
     deactivated_at = CASE WHEN s.new_deactivated = 'true' THEN COALESCE(employees.deactivated_at, :now) END
@@ -99,6 +101,7 @@ WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
        OR employees.employment_status IS DISTINCT FROM s.new_employment_status
        OR employees.status IS DISTINCT FROM s.new_status
        OR employees.source_user_id IS DISTINCT FROM s.source_user_id
+       OR employees.leave_date IS DISTINCT FROM s.new_leave_date
        OR (employees.flagged_at IS NULL) = (s.new_status IN ('non_matching', 'terminated'))
        OR (employees.deactivated_at IS NULL) = (s.new_deactivated = 'true'))
 """
@@ -269,6 +272,7 @@ def _apply(
                 **{c: pl.col(f"new_{c}") for c in EMPLOYEE_COLUMNS[1:7]},
                 source_user_id=pl.col("source_user_id"),
                 status=pl.col("new_status"),
+                leave_date=pl.col("new_leave_date"),
                 created_at=pl.lit(stamp),
                 updated_at=pl.lit(stamp),
             )

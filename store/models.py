@@ -130,6 +130,9 @@ class Employee(Base):
     flagged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # When the deprovisioning policy made it inactive for the platform; cleared when it is synced again.
     deactivated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The end date the source gives (`terminated_at`, e.g. Personio's), as YYYY-MM-DD (UTC): ahead of today it is
+    # the planned leave date and changes nothing yet; once reached the person is inactive for matching.
+    leave_date: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -155,6 +158,7 @@ class SourceGroup(Base):
     group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(400))
     parent_id: Mapped[str | None] = mapped_column(String(200))
+    type: Mapped[str | None] = mapped_column(String(40))  # DEPARTMENT, TEAM, BRANCH, GROUP, ... as the source says
     member_count: Mapped[int] = mapped_column(Integer, default=0)
     refreshed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 

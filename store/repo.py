@@ -314,7 +314,9 @@ def read_employees(engine: Engine, tenant_id: str) -> pl.DataFrame:
         columns = ", ".join(_EMPLOYEE_FIELDS)
         flagged = _FLAGGED_EPOCH_US[engine.dialect.name]
         deactivated = "CASE WHEN deactivated_at IS NULL THEN 0 ELSE 1 END"
-        select_sql = f"SELECT id, {columns}, {flagged}, {deactivated} FROM employees WHERE tenant_id = %s ORDER BY id"
+        select_sql = (
+            f"SELECT id, {columns}, {flagged}, {deactivated}, leave_date FROM employees WHERE tenant_id = %s ORDER BY id"
+        )
         frame = copy_out(conn, select_sql, (tenant_id,), _READ_SCHEMA)
     return frame.with_columns(
         pl.col("flagged_at").cast(pl.Datetime("us", "UTC")), pl.col("deactivated").cast(pl.Boolean())
@@ -359,6 +361,7 @@ def _shown(session: Session, tenant_id: str, employees: list[Employee]) -> list[
             "reason": reasons.get(e.id) or FLAG_REASONS.get(e.status),
             "flagged_at": e.flagged_at.isoformat() if e.flagged_at else None,
             "deactivated": e.deactivated_at is not None,
+            "leave_date": e.leave_date,  # the source's end date: ahead of today, the planned leave date
         }
         for e in employees
     ]
@@ -385,7 +388,7 @@ def replace_groups(engine: Engine, tenant_id: str, groups: pl.DataFrame) -> None
 def stored_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
     """The group list as the last read of the source left it (connect, a sync, a refresh), by name, each with
     when it was read: what a page shows without reading the whole source again."""
-    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)
+    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.type, SourceGroup.parent_id, SourceGroup.member_count)
     with Session(engine) as session:
         get_tenant(session, tenant_id)
         rows = session.execute(
@@ -412,6 +415,7 @@ def selected_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
             select(
                 SourceGroup.group_id,
                 SourceGroup.name,
+                SourceGroup.type,
                 SourceGroup.parent_id,
                 SourceGroup.member_count,
                 SourceGroup.refreshed_at,
@@ -426,7 +430,7 @@ def selected_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
             query = query.where(SourceGroup.group_id.in_(wanted))
         rows = [dict(row._mapping) for row in session.execute(query)]
         listed = {row["group_id"] for row in rows}
-        gone = {"name": None, "parent_id": None, "member_count": 0, "refreshed_at": None, "employees": 0}
+        gone = {"name": None, "type": None, "parent_id": None, "member_count": 0, "refreshed_at": None, "employees": 0}
         return rows + [{"group_id": g, **gone} for g in wanted if g not in listed and not integration.all_users]
 
 
@@ -440,7 +444,9 @@ def _in_group(tenant_id: str, group_id: str) -> Any:
 
 def _replace_groups(conn: Connection, tenant_id: str, groups: pl.DataFrame) -> None:
     now = utcnow()
-    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.parent_id, SourceGroup.member_count)
+    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.type, SourceGroup.parent_id, SourceGroup.member_count)
+    if "type" not in groups.columns:  # a list made by hand (tests, tools) may name no types
+        groups = groups.with_columns(type=pl.lit(None, dtype=pl.String()))
     listed = groups.select(column.key for column in columns)
     stored = {tuple(row) for row in conn.execute(select(*columns).where(SourceGroup.tenant_id == tenant_id))}
     if stored == set(listed.iter_rows()) and len(stored) == listed.height:

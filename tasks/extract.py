@@ -54,9 +54,9 @@ from prefect.client.schemas.objects import State, TaskRun
 from pydantic import SecretStr
 
 from settings import get_settings, unified_token
-from sources.errors import TransientSourceError
+from sources.errors import SourceNotSupportedError, TransientSourceError
 from sources.hosts import checked_base_url
-from sources.model import SourceSnapshot
+from sources.model import GROUPS_EMBEDDED_ONLY, GROUPS_LISTED, SourceSnapshot
 from sources.normalize import normalize
 from sources.unified import UnifiedClient
 from store.models import Integration
@@ -172,8 +172,11 @@ def extract(config: SourceConfig) -> SourceSnapshot:
     checked_base_url(config.base_url, tenant=config.tenant, allowed_hosts=get_settings().allowed_hosts())
     with gc_batched(), unified_client(config, unified_token()) as client:
         employees = client.list_employees()
-        groups = client.list_groups()
-        return replace(normalize(employees, groups), requests=client.requests_sent)
+        try:
+            groups, group_source = client.list_groups(), GROUPS_LISTED
+        except SourceNotSupportedError:  # Personio: the groups are those named in the employees' groups[]
+            groups, group_source = [], GROUPS_EMBEDDED_ONLY
+        return replace(normalize(employees, groups, group_source=group_source), requests=client.requests_sent)
 
 
 def only_transient(task: Task[..., object], task_run: TaskRun, state: State) -> bool:

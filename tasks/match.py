@@ -23,6 +23,8 @@ __all__ = [
     "match",
     "match_task",
     "match_tenant",
+    "ended_user_ids",
+    "with_end_dates",
     "with_flag_reasons",
     "with_policy",
 ]
@@ -48,6 +50,8 @@ PLAN_COLUMNS = [
     "flagged_at",  # when the employee was first flagged, before this run (the policy's grace period)
     "old_deactivated",
     "new_deactivated",
+    "old_leave_date",
+    "new_leave_date",
 ]
 
 _SOURCE_VALUES = ["email", "first_name", "last_name", "display_name"]
@@ -67,6 +71,8 @@ def _keep_as_is(employees: pl.DataFrame, action: str, reason: str | None) -> pl.
         flagged_at=pl.col("flagged_at"),
         old_deactivated=pl.col("deactivated"),
         new_deactivated=pl.col("deactivated"),
+        old_leave_date=pl.col("leave_date"),
+        new_leave_date=pl.col("leave_date"),
     )
 
 
@@ -92,7 +98,10 @@ def _blocked_claims(claims: pl.DataFrame, employees: pl.DataFrame) -> pl.DataFra
 
 
 def _changed_fields() -> pl.Expr:
-    changed = [pl.when(pl.col(f"old_{f}").ne_missing(pl.col(f"new_{f}"))).then(pl.lit(f)) for f in FIELDS]
+    """The fields a write changes, comma-separated: the audited ones (FIELDS) and the end date."""
+    changed = [
+        pl.when(pl.col(f"old_{f}").ne_missing(pl.col(f"new_{f}"))).then(pl.lit(f)) for f in [*FIELDS, "leave_date"]
+    ]
     return pl.concat_str(changed, separator=",", ignore_nulls=True).replace("", None)
 
 
@@ -111,9 +120,13 @@ def match(
         {"source_user_id": held_user_ids if held_user_ids is not None else []},
         schema={"source_user_id": pl.String()},
     )
-    source = users.select("user_id", *_SOURCE_VALUES, "email_norm", "employment_status").with_columns(
-        active=pl.col("employment_status") == "active"
-    )
+    source = users.select(
+        "user_id",
+        *_SOURCE_VALUES,
+        "email_norm",
+        "employment_status",
+        leave_date=pl.col("terminated_at").dt.strftime("%Y-%m-%d"),
+    ).with_columns(active=pl.col("employment_status") == "active")
 
     # Rule 6: two source users with one email. Neither may claim it; whoever holds it keeps it.
     dup_email = pl.col("email_norm").is_duplicated()
@@ -169,6 +182,8 @@ def match(
         flagged_at=pl.col("flagged_at"),
         old_deactivated=pl.col("deactivated"),
         new_deactivated=pl.col("deactivated"),
+        old_leave_date=pl.col("leave_date_emp"),
+        new_leave_date=pl.col("leave_date"),
     )
     # Rule 6: an email change onto an email another employee keeps is not applied; nor is a new
     # employee created with such an email (it is not merged into that employee either).
@@ -224,6 +239,8 @@ def match(
             new_employment_status=pl.col("employment_status"),
             old_deactivated=pl.lit(False),
             new_deactivated=pl.lit(False),
+            old_leave_date=pl.lit(None, dtype=pl.String()),
+            new_leave_date=pl.col("leave_date"),
         )
         .with_columns(changed_fields=_changed_fields())
     )
@@ -276,17 +293,44 @@ GONE = "gone from the source: its source user is no longer listed"
 MOVED_OUT = "moved out of the selected groups: its source user is listed, outside them"
 NEVER_MATCHED = "never matched: no source user has its email"
 DISABLED = "disabled or terminated in the source"
-FLAG_REASON_NAMES = {GONE: "gone", MOVED_OUT: "moved_out", NEVER_MATCHED: "never_matched", DISABLED: "disabled"}
+ENDED = "end date reached: the source's end date for it has passed"
+FLAG_REASON_NAMES = {
+    GONE: "gone",
+    MOVED_OUT: "moved_out",
+    NEVER_MATCHED: "never_matched",
+    DISABLED: "disabled",
+    ENDED: "ended",
+}
 
 
-def with_flag_reasons(plan: pl.DataFrame, listed_ids: pl.Series, in_scope_ids: pl.Series) -> pl.DataFrame:
+def with_end_dates(users: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """The source users as matching sees them at `now`: one whose end date (`terminated_at`) has been reached is
+    inactive whatever its status says (design.md, "Providers"); one ahead changes nothing yet (the match stores it
+    as the employee's planned leave date)."""
+    reached = (pl.col("terminated_at") <= pl.lit(now, dtype=pl.Datetime("us", "UTC"))).fill_null(False)
+    return users.with_columns(
+        employment_status=pl.when(reached).then(pl.lit("inactive")).otherwise(pl.col("employment_status"))
+    )
+
+
+def ended_user_ids(users: pl.DataFrame, now: datetime) -> pl.Series:
+    """The ids of the source users whose end date has been reached at `now`."""
+    reached = pl.col("terminated_at") <= pl.lit(now, dtype=pl.Datetime("us", "UTC"))
+    return users.filter(reached.fill_null(False)).get_column("user_id")
+
+
+def with_flag_reasons(
+    plan: pl.DataFrame, listed_ids: pl.Series, in_scope_ids: pl.Series, ended_ids: pl.Series | None = None
+) -> pl.DataFrame:
     """The plan with the reason of every employee it flags, from its link against what the source listed
-    (`listed_ids`, every source user read) and what the selection kept (`in_scope_ids`): set-based, one
-    expression over the plan. A quarantined or conflicting source user is never a flag: those employees
-    are kept as they are, with that reason already."""
+    (`listed_ids`, every source user read), what the selection kept (`in_scope_ids`) and whose end date has
+    been reached (`ended_ids`: terminated for that, not for being disabled): set-based, one expression over
+    the plan. A quarantined or conflicting source user is never a flag: those employees are kept as they
+    are, with that reason already."""
     link = pl.col("source_user_id")
     listed = link.is_in(listed_ids.implode()).fill_null(False)
     in_scope = link.is_in(in_scope_ids.implode()).fill_null(False)
+    ended = link.is_in((ended_ids if ended_ids is not None else pl.Series([], dtype=pl.String())).implode())
     flag_reason = (
         pl.when(link.is_null())
         .then(pl.lit(NEVER_MATCHED))
@@ -298,7 +342,7 @@ def with_flag_reasons(plan: pl.DataFrame, listed_ids: pl.Series, in_scope_ids: p
         reason=pl.when(pl.col("action") == "non_matching")
         .then(flag_reason)
         .when(pl.col("action") == "terminated")
-        .then(pl.lit(DISABLED))
+        .then(pl.when(ended.fill_null(False)).then(pl.lit(ENDED)).otherwise(pl.lit(DISABLED)))
         .otherwise(pl.col("reason"))
     )
 

@@ -91,6 +91,14 @@ def validate_plan(plan: pl.DataFrame) -> pl.DataFrame:
         raise InvalidPlanError(f"the match plan breaks its contract: {', '.join(checks)}") from None
 
 
+# A provider that fills neither `group.user_ids` nor `employee.groups[]` (design.md, "Providers").
+NO_MEMBERSHIPS = (
+    "the source states no group membership at all (no group lists its members and no user names a group), so "
+    "selected groups hold nobody with this provider: sync all users instead (`provision filter TENANT "
+    "--all-users`, or \"All users\" on the settings page)"
+)
+
+
 @dataclass(frozen=True)
 class Guard:
     max_share: float = 0.10
@@ -105,6 +113,7 @@ def check_guard(
     override: bool,
     selected_groups: Sequence[str] = (),
     missing_groups: Sequence[str] = (),
+    memberships_stated: bool = True,
 ) -> str | None:
     """Why the run must stop before loading, or None. `override` lets an engineer proceed anyway.
 
@@ -120,7 +129,9 @@ def check_guard(
     - no valid user in scope (`in_scope`: the usable source users after filter and validate, not the
       records fetched) while the tenant has employees not flagged before, or while the run would still
       change some (a policy's deletions of old flags): an empty group listing, a group emptied upstream or
-      a lone junk record is not "everyone left" (keycloak#24669)."""
+      a lone junk record is not "everyone left" (keycloak#24669). When the source states no group membership
+      at all (`memberships_stated` false: no group lists members, no user names a group), groups cannot
+      select anyone for this provider: the run stops and says so even for a tenant without employees."""
     employees = plan.filter(pl.col("employee_id").is_not_null())
     unflagged = employees.filter(pl.col("old_status").is_in(["synced", "unmanaged"])).height
     affected = employees.filter(
@@ -133,11 +144,13 @@ def check_guard(
             f"none of the selected groups is listed by the source any more (missing: {gone}); "
             "choose the groups again (`provision filter`)"
         )
-    elif in_scope == 0 and (unflagged > 0 or affected > 0):
+    elif in_scope == 0 and (unflagged > 0 or affected > 0 or (selected_groups and not memberships_stated)):
         reason = (
             "there are no users in scope (no valid source user in the tenant's selection) while the tenant has "
             f"{unflagged} employees not flagged before and the run would flag, deactivate or delete {affected}"
         )
+        if selected_groups and not memberships_stated:
+            reason += f"; {NO_MEMBERSHIPS}"
     elif affected >= guard.min_count and affected > guard.max_share * unflagged:
         reason = (
             f"the run would flag, deactivate or delete {affected} employees of {unflagged} not flagged before "
@@ -155,6 +168,7 @@ def check_plan(
     override_guard: bool,
     selected_groups: Sequence[str] = (),
     missing_groups: Sequence[str] = (),
+    memberships_stated: bool = True,
 ) -> tuple[pl.DataFrame, str | None]:
     """The validate-plan stage: the checked plan, and why the guard stops the run (None: go on)."""
     plan = validate_plan(plan)
@@ -165,6 +179,7 @@ def check_plan(
         override=override_guard,
         selected_groups=selected_groups,
         missing_groups=missing_groups,
+        memberships_stated=memberships_stated,
     )
     return plan, reason
 

@@ -152,7 +152,7 @@ def test_schedule_refuses_a_six_field_or_too_frequent_cron_as_it_refuses_a_short
     ],
 )
 def test_a_hand_made_name_is_judged_as_a_sync_judges_a_source_users_name(name: str) -> None:
-    users, _ = normalize_users(
+    users, _, _ = normalize_users(
         [{"id": "u1", "first_name": name, "emails": [{"email": "anna@acme.example", "type": "WORK"}]}]
     )
     quarantined_for = users["problem"][0]
@@ -300,7 +300,12 @@ def test_tenant_show_puts_a_tenants_whole_state_in_one_place_and_writes_nothing(
 ) -> None:
     engine = make_engine(sqlite_url)
     connected(sqlite_url)
-    groups = {"group_id": ["g-eng", "g-ops"], "name": ["Engineering", "Operations"], "parent_id": [None, None]}
+    groups = {
+        "group_id": ["g-eng", "g-ops"],
+        "name": ["Engineering", "Operations"],
+        "parent_id": [None, None],
+        "type": ["DEPARTMENT", None],
+    }
     replace_groups(engine, "acme", pl.DataFrame({**groups, "member_count": [2, 1]}))
     select_groups(engine, "acme", ["g-eng"], all_users=False)
     set_schedule(engine, "acme", checked(None, parse_every("24h"), None))
@@ -395,7 +400,12 @@ def test_policy_shows_changes_and_refuses_what_is_not_a_policy(tmp_path: Path, s
 def test_groups_selected_and_employees_of_a_group(tmp_path: Path, sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     connected(sqlite_url)
-    groups = {"group_id": ["g-eng", "g-ops"], "name": ["Engineering", "Operations"], "parent_id": [None, None]}
+    groups = {
+        "group_id": ["g-eng", "g-ops"],
+        "name": ["Engineering", "Operations"],
+        "parent_id": [None, None],
+        "type": ["DEPARTMENT", None],
+    }
     replace_groups(engine, "acme", pl.DataFrame({**groups, "member_count": [2, 1]}))
     select_groups(engine, "acme", ["g-eng"], all_users=False)
     for email in ("ada@acme.example", "bob@acme.example"):
@@ -408,11 +418,18 @@ def test_groups_selected_and_employees_of_a_group(tmp_path: Path, sqlite_url: st
         )
 
     assert succeeded(provision(tmp_path, sqlite_url, "groups", "acme", "--selected")) == (
-        "g-eng                              1 employees  Engineering\n"
+        "g-eng                        DEPARTMENT           1 employees  Engineering\n"
     )
     listed = json.loads(succeeded(provision(tmp_path, sqlite_url, "groups", "acme", "--selected", "--json")))
     assert listed == [
-        {"group_id": "g-eng", "name": "Engineering", "parent_id": None, "member_count": 2, "employees": 1}
+        {
+            "group_id": "g-eng",
+            "name": "Engineering",
+            "type": "DEPARTMENT",
+            "parent_id": None,
+            "member_count": 2,
+            "employees": 1,
+        }
     ]
     members = json.loads(succeeded(provision(tmp_path, sqlite_url, "employees", "acme", "--group", "g-eng", "--json")))
     assert [m["email"] for m in members] == ["ada@acme.example"]

@@ -93,7 +93,7 @@ def test_groups_with_unusable_ids_are_dropped_and_counted_by_number() -> None:
     ]
     people = [*GOOD[:5], {**GOOD[5], "groups": [{"id": "ok"}, {"id": "g\x1b"}]}]
     snapshot = normalize(people, groups)
-    assert snapshot.groups.rows() == [("ok", "Fine", None), ("child", "Bad parent", None)]
+    assert snapshot.groups.rows() == [("ok", "Fine", None, "TEAM"), ("child", "Bad parent", None, "TEAM")]
     assert set(snapshot.memberships.get_column("group_id").unique()) == {"ok", "child"}
     assert snapshot.ignored_group_ids == 4  # two groups, one parent, one membership
     line = pipeline.run._extracted(snapshot)

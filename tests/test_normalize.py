@@ -282,10 +282,10 @@ def test_groups_keep_one_row_per_string_id_with_trimmed_name_and_parent() -> Non
     ]
     snap = normalize([], groups)
     assert snap.groups.rows() == [
-        ("g1", "Engineering", "root"),
-        ("root", "All Staff", None),
-        ("g2", None, None),
-        ("g3", "BadName", None),
+        ("g1", "Engineering", "root", None),
+        ("root", "All Staff", None, None),
+        ("g2", None, None, None),
+        ("g3", "BadName", None, None),
     ]
 
 

@@ -128,9 +128,9 @@ def test_cycles_are_collected_in_larger_batches_during_an_extract_and_as_before_
     seen: list[tuple[bool, int]] = []
     original = ex.normalize
 
-    def spy(employees: Any, groups: Any) -> Any:
+    def spy(employees: Any, groups: Any, **options: Any) -> Any:
         seen.append((gc.isenabled(), gc.get_threshold()[0]))
-        return original(employees, groups)
+        return original(employees, groups, **options)
 
     before = gc.get_threshold()
     with pytest.MonkeyPatch.context() as patch:

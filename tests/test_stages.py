@@ -149,7 +149,7 @@ def test_flat_group_list_has_every_group_once() -> None:
     flat = flatten(grp, mem, people("u1", "u2", "u3", "u4"))
     listed = flat.groups.get_column("group_id").to_list()
     assert sorted(listed) == sorted(grp.get_column("group_id").to_list())
-    assert flat.groups.select("group_id", "name", "parent_id").sort("group_id").equals(grp.sort("group_id"))
+    assert flat.groups.select("group_id", "name", "parent_id", "type").sort("group_id").equals(grp.sort("group_id"))
 
 
 # ---- filter ----------------------------------------------------------------------------------------

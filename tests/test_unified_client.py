@@ -79,7 +79,7 @@ def test_list_groups_returns_every_group(sim: Sim) -> None:
         groups = client.list_groups()
     assert len(dataset["groups"]) > 100
     assert [g["id"] for g in groups] == [g["id"] for g in dataset["groups"]]
-    assert set(groups[1]) <= {"id", "name", "parent_id", "user_ids"}
+    assert set(groups[1]) <= {"id", "name", "type", "parent_id", "user_ids"}
 
 
 def test_only_the_needed_fields_are_requested(sim: Sim) -> None:
@@ -87,7 +87,7 @@ def test_only_the_needed_fields_are_requested(sim: Sim) -> None:
     with sim.client() as client:
         employees = client.list_employees()
     keys = set().union(*(e.keys() for e in employees))
-    assert keys <= {"id", "name", "first_name", "last_name", "emails", "employment_status", "groups"}
+    assert keys <= {"id", "name", "first_name", "last_name", "emails", "employment_status", "terminated_at", "groups"}
     assert "date_of_birth" not in keys
 
 
