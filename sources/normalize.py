@@ -234,8 +234,15 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
     )
     users = _check_users(_tidy(frame))
     memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
-    return users, memberships, _group_frame(
-        list(embedded), [name for name, _ in embedded.values()], [None] * len(embedded), [t for _, t in embedded.values()]
+    return (
+        users,
+        memberships,
+        _group_frame(
+            list(embedded),
+            [name for name, _ in embedded.values()],
+            [None] * len(embedded),
+            [t for _, t in embedded.values()],
+        ),
     )
 
 

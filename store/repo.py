@@ -315,7 +315,8 @@ def read_employees(engine: Engine, tenant_id: str) -> pl.DataFrame:
         flagged = _FLAGGED_EPOCH_US[engine.dialect.name]
         deactivated = "CASE WHEN deactivated_at IS NULL THEN 0 ELSE 1 END"
         select_sql = (
-            f"SELECT id, {columns}, {flagged}, {deactivated}, leave_date FROM employees WHERE tenant_id = %s ORDER BY id"
+            f"SELECT id, {columns}, {flagged}, {deactivated}, leave_date "
+            "FROM employees WHERE tenant_id = %s ORDER BY id"
         )
         frame = copy_out(conn, select_sql, (tenant_id,), _READ_SCHEMA)
     return frame.with_columns(
@@ -385,10 +386,19 @@ def replace_groups(engine: Engine, tenant_id: str, groups: pl.DataFrame) -> None
         _replace_groups(conn, tenant_id, groups)
 
 
+_GROUP_COLUMNS = (
+    SourceGroup.group_id,
+    SourceGroup.name,
+    SourceGroup.type,
+    SourceGroup.parent_id,
+    SourceGroup.member_count,
+)
+
+
 def stored_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
     """The group list as the last read of the source left it (connect, a sync, a refresh), by name, each with
     when it was read: what a page shows without reading the whole source again."""
-    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.type, SourceGroup.parent_id, SourceGroup.member_count)
+    columns = _GROUP_COLUMNS
     with Session(engine) as session:
         get_tenant(session, tenant_id)
         rows = session.execute(
@@ -444,7 +454,7 @@ def _in_group(tenant_id: str, group_id: str) -> Any:
 
 def _replace_groups(conn: Connection, tenant_id: str, groups: pl.DataFrame) -> None:
     now = utcnow()
-    columns = (SourceGroup.group_id, SourceGroup.name, SourceGroup.type, SourceGroup.parent_id, SourceGroup.member_count)
+    columns = _GROUP_COLUMNS
     if "type" not in groups.columns:  # a list made by hand (tests, tools) may name no types
         groups = groups.with_columns(type=pl.lit(None, dtype=pl.String()))
     listed = groups.select(column.key for column in columns)

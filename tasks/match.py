@@ -20,10 +20,10 @@ from store.repo import read_employees
 __all__ = [
     "EMPLOYEE_SCHEMA",
     "PLAN_COLUMNS",
+    "ended_user_ids",
     "match",
     "match_task",
     "match_tenant",
-    "ended_user_ids",
     "with_end_dates",
     "with_flag_reasons",
     "with_policy",

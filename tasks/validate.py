@@ -95,7 +95,7 @@ def validate_plan(plan: pl.DataFrame) -> pl.DataFrame:
 NO_MEMBERSHIPS = (
     "the source states no group membership at all (no group lists its members and no user names a group), so "
     "selected groups hold nobody with this provider: sync all users instead (`provision filter TENANT "
-    "--all-users`, or \"All users\" on the settings page)"
+    '--all-users`, or "All users" on the settings page)'
 )
 
 

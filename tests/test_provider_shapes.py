@@ -21,7 +21,7 @@ from tasks.validate import NO_MEMBERSHIPS
 from tests.runs import sync_snapshot
 from tests.tables import last_run, table
 from tests.upstreams import Upstream, setup_tenant, sync
-from tests.wire import dataset, group, person
+from tests.wire import dataset, person
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
