@@ -493,7 +493,10 @@ def simulator(
     port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 8765,
     users: Annotated[int, typer.Option(help="Users of the generated tenant.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the generated tenant.")] = 0,
-    dataset: Annotated[Path | None, typer.Option(help="A dataset file {employees, groups} to serve instead.")] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(help="A dataset file {employees, groups[, provider, group_endpoint]} to serve instead."),
+    ] = None,
     connection_id: Annotated[str, typer.Option(help="The connection id it answers to.")] = "conn-demo",
     token: Annotated[str, typer.Option(help="The API token it accepts.")] = "sim-token",
     fault: Annotated[list[str] | None, typer.Option("--fault", help=escape(FAULT_SPEC_HELP))] = None,
@@ -501,21 +504,41 @@ def simulator(
     slow_seconds: Annotated[float, typer.Option(help="How long a `slow` fault waits before answering.")] = 60,
     workspace_id: Annotated[str, typer.Option(help="The Unified.to workspace id it plays.")] = "ws-sim",
     provider: Annotated[
-        str, typer.Option(help="The provider of its first connection: entra, personio, google.")
-    ] = "entra",
+        str | None,
+        typer.Option(
+            help="The provider it plays: entra, personio, google. Its first connection's integration type and the "
+            "shape of the generated tenant (default: the dataset file's provider, else entra)."
+        ),
+    ] = None,
+    group_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="How /hris/group answers: listed (the groups), unsupported (501), empty ([]). "
+            "Default: the dataset's, else the provider's (personio: unsupported; entra, google: listed)."
+        ),
+    ] = None,
+    embedded_groups: Annotated[
+        bool, typer.Option("--embedded-groups", help="google: also list each user's groups in the employee's groups[].")
+    ] = False,
     auth_outcome: Annotated[
         str | None,
         typer.Option(help="Answer the authorization URL at once (authorize, cancel, error) instead of a sign-in page."),
     ] = None,
 ) -> None:
-    """Serve the Unified.to HRIS simulator over HTTP until interrupted, optionally with injected faults."""
+    """Serve the Unified.to HRIS simulator over HTTP until interrupted, in a provider's shape, optionally with
+    injected faults."""
     from simulator.faults import parse_fault_spec
     from simulator.serve import run_simulator_command
+    from simulator.source import GROUP_ENDPOINTS
 
     if dataset is not None and not dataset.is_file():
         fail(f"No dataset file at {dataset}.")
-    if provider not in PROVIDERS:
+    if provider is not None and provider not in PROVIDERS:
         fail(f"Unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}.")
+    if group_endpoint is not None and group_endpoint not in GROUP_ENDPOINTS:
+        fail(f"Unknown --group-endpoint {group_endpoint!r}; choose one of {', '.join(GROUP_ENDPOINTS)}.")
+    if embedded_groups and (dataset is not None or provider != "google"):
+        fail("--embedded-groups shapes a generated google tenant; give --provider google and no --dataset.")
     if auth_outcome not in (None, "authorize", "cancel", "error"):
         fail(f"Unknown --auth-outcome {auth_outcome!r}; choose authorize, cancel or error.")
     for spec in fault or []:
@@ -537,6 +560,8 @@ def simulator(
             workspace_id=workspace_id,
             provider=provider,
             auth_outcome=auth_outcome,  # type: ignore[arg-type]
+            group_endpoint=group_endpoint,
+            embedded_groups=embedded_groups,
         )
 
 

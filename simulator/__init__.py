@@ -13,17 +13,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from simulator.app import SeenRequest, create_app
     from simulator.connections import Connection, NextConnection
-    from simulator.datasets import edge_case_dataset
+    from simulator.datasets import edge_case_dataset, provider_dataset
     from simulator.faults import Fault, FaultPlan
-    from simulator.generator import generate_dataset
+    from simulator.generator import generate_dataset, listed_groups
     from simulator.inprocess import SyncASGITransport
     from simulator.serve import run_simulator_command, running_simulator
-    from simulator.source import SimulatorSource
+    from simulator.source import GROUP_ENDPOINTS, SimulatorSource
 
 _WHERE = {
     "Connection": "simulator.connections",
     "NextConnection": "simulator.connections",
     "Fault": "simulator.faults",
+    "GROUP_ENDPOINTS": "simulator.source",
     "FaultPlan": "simulator.faults",
     "SeenRequest": "simulator.app",
     "SimulatorSource": "simulator.source",
@@ -31,11 +32,14 @@ _WHERE = {
     "create_app": "simulator.app",
     "edge_case_dataset": "simulator.datasets",
     "generate_dataset": "simulator.generator",
+    "listed_groups": "simulator.generator",
+    "provider_dataset": "simulator.datasets",
     "run_simulator_command": "simulator.serve",
     "running_simulator": "simulator.serve",
 }
 
 __all__ = [
+    "GROUP_ENDPOINTS",
     "Connection",
     "Fault",
     "FaultPlan",
@@ -46,6 +50,8 @@ __all__ = [
     "create_app",
     "edge_case_dataset",
     "generate_dataset",
+    "listed_groups",
+    "provider_dataset",
     "run_simulator_command",
     "running_simulator",
 ]

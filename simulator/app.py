@@ -31,6 +31,12 @@ Behaviour (as the README's "Reliability" section lists it, after Unified.to's do
   `error=authorization_failed`) the first URL redirects straight to that outcome, without the page.
   404 page for another workspace or an integration type not in domain.words.INTEGRATION_TYPES; 400 page
   without `success_redirect`. Redirects go to the URLs the caller passed, as a third party's would.
+- Provider shapes (simulator.datasets describes each): the records are served as the dataset holds them;
+  how `/hris/group` answers is the group endpoint (`create_app(group_endpoint=...)`, else the dataset's
+  `"group_endpoint"`, else its provider's default): `listed` serves the dataset's `groups`; `unsupported`
+  answers 501 `"<integration> does not support hris_group"` to the list and to get-by-id (as Unified
+  answers for an object an integration lacks, UNCONFIRMED for Personio, upstream-apis.md 1.5 and 3); `empty`
+  answers `[]` (and 404 by id). Authentication, the connection and its permission are checked first.
 - Errors are `{"statusCode": N, "message": "...", "error": "<reason phrase>"}`; a 429's message is
   `Too many requests to Unified.to`.
 
@@ -47,7 +53,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Literal
 from urllib.parse import quote, urlencode
@@ -63,6 +69,7 @@ from starlette.types import Receive, Scope, Send
 from domain.words import INTEGRATION_TYPES
 from simulator.connections import (
     HRIS_READ_PERMISSIONS,
+    INTEGRATION_NAMES,
     AuthOutcome,
     AuthRequest,
     Connection,
@@ -74,7 +81,15 @@ from simulator.connections import (
     sign_in_page,
 )
 from simulator.faults import Fault, FaultPlan, PathKind
-from simulator.source import Dataset, SimulatorSource, TenantData, encode_json
+from simulator.source import (
+    Dataset,
+    GroupEndpoint,
+    Listing,
+    SimulatorSource,
+    TenantData,
+    encode_json,
+    group_endpoint_of,
+)
 
 MAX_LIMIT = 100
 RATE_LIMIT_MESSAGE = "Too many requests to Unified.to"
@@ -188,10 +203,14 @@ class _Simulator:
         faults: FaultPlan,
         latency_ms: float,
         workspace_id: str,
-        integration_type: str,
+        provider: str,
+        group_endpoint: GroupEndpoint | None,
         auth_outcome: AuthOutcome | None,
     ) -> None:
         self.source = source
+        self.provider = provider  # the initial connection's; the shape's when the dataset names none
+        # None: the dataset's `group_endpoint`, else its provider's default. Settable while serving.
+        self.group_endpoint: GroupEndpoint | None = group_endpoint
         self.connection_id = connection_id  # the initial connection's
         self.workspace_id = workspace_id  # the one workspace the token belongs to
         self._token = token.encode()
@@ -208,7 +227,7 @@ class _Simulator:
         # The connections, live and deleted. Tests change them from their own thread while the server
         # answers on another, so changes go through the lock.
         self._lock = threading.Lock()
-        self._integration_type = integration_type
+        self._integration_type = integration_type_of(provider)
         self.connections: dict[str, Connection] = {}
         self.deleted_connections: dict[str, Connection] = {}
         # None: the auth URL shows the sign-in page; an outcome: it redirects straight to that outcome.
@@ -330,12 +349,24 @@ class _Simulator:
             self._authorize(request)
             self._readable(request.path_params["connection_id"], kind)
             data = self.source.current()
+            if kind == "group":
+                data = self._groups_as_served(data)
             record_id = request.path_params.get("record_id")
             if record_id is None:
                 return _bend(self._list(request, data, kind, fault), fault)
             return self._get(request, data, kind, record_id)
         except _ApiError as exc:
             return error_response(exc.status, exc.message)
+
+    def _groups_as_served(self, data: TenantData) -> TenantData:
+        """`data` with the group listing the group endpoint serves, or the 501 of an integration without one."""
+        endpoint = data.served_group_endpoint(self.group_endpoint, self.provider)
+        if endpoint == "unsupported":
+            name = INTEGRATION_NAMES[integration_type_of(data.provider or self.provider)]
+            raise _ApiError(501, f"{name} does not support hris_group")
+        if endpoint == "empty":
+            return replace(data, group=Listing([]))
+        return data
 
     def _authorize(self, request: Request) -> None:
         token = _token_of(request.headers.get("authorization"))
@@ -493,32 +524,41 @@ def create_app(
     faults: FaultPlan | None = None,
     latency_ms: float = 0,
     workspace_id: str = "ws-sim",
-    provider: str = "entra",
+    provider: str | None = None,
     auth_outcome: AuthOutcome | None = None,
+    group_endpoint: str | None = None,
 ) -> Starlette:
     """The simulator as a Starlette app.
 
     `source` is a dataset dict, a path to a dataset JSON file (re-read when it changes), or a
     `SimulatorSource`; every connection serves it. `faults` is a `FaultPlan` the caller can keep adding to
     while the app runs; `latency_ms` delays every request (for benchmarks). `workspace_id` is the one
-    workspace `token` belongs to; `provider` (a key of domain.words.INTEGRATION_TYPES) gives the initial
-    connection `connection_id` its integration type; `auth_outcome` makes the auth URL redirect straight to
-    that outcome instead of showing the sign-in page (headless use).
+    workspace `token` belongs to; `provider` (a key of domain.words.INTEGRATION_TYPES; None: the dataset's
+    `"provider"`, else entra) gives the initial connection `connection_id` its integration type, and the
+    shape when the dataset names none; `group_endpoint` ("listed", "unsupported", "empty"; None: the
+    dataset's `"group_endpoint"`, else its provider's default) overrides how `/hris/group` answers;
+    `auth_outcome` makes the auth URL redirect straight to that outcome instead of showing the sign-in page
+    (headless use). An unknown provider or group endpoint is a ValueError.
 
     The app's `state.simulator` exposes `source`, `faults` and `requests` (a log of `SeenRequest`, without
-    query values beyond paging), `received` (requests arrived so far) and `max_in_flight` (most requests
-    answered at once); and for the connection side `connections` and `deleted_connections` (id ->
-    `Connection`), `add_connection(...)`, `delete_connection(id)`, `auth_outcome` (settable) and
-    `set_next_connection(...)` / `next_connection` (overrides for the connection authorized next).
+    query values beyond paging), `received` (requests arrived so far), `max_in_flight` (most requests
+    answered at once), `provider` and `group_endpoint` (settable; None: the dataset's); and for the
+    connection side `connections` and `deleted_connections` (id -> `Connection`), `add_connection(...)`,
+    `delete_connection(id)`, `auth_outcome` (settable) and `set_next_connection(...)` / `next_connection`
+    (overrides for the connection authorized next).
     """
+    served = SimulatorSource.coerce(source)
+    if provider is None:
+        provider = served.current().provider or "entra"
     sim = _Simulator(
-        SimulatorSource.coerce(source),
+        served,
         connection_id=connection_id,
         token=token,
         faults=faults if faults is not None else FaultPlan(),
         latency_ms=latency_ms,
         workspace_id=workspace_id,
-        integration_type=integration_type_of(provider),
+        provider=provider,
+        group_endpoint=None if group_endpoint is None else group_endpoint_of(group_endpoint),
         auth_outcome=auth_outcome,
     )
 

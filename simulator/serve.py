@@ -24,7 +24,7 @@ from simulator.app import create_app
 from simulator.connections import AuthOutcome, integration_type_of
 from simulator.faults import FaultPlan, parse_fault_spec
 from simulator.generator import generate_dataset
-from simulator.source import SimulatorSource
+from simulator.source import SimulatorSource, group_endpoint_of
 
 
 def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
@@ -127,19 +127,34 @@ def run_simulator_command(
     faults: Sequence[str] = (),
     slow_seconds: float = 60.0,
     workspace_id: str = "ws-sim",
-    provider: str = "entra",
+    provider: str | None = None,
     auth_outcome: AuthOutcome | None = None,
+    group_endpoint: str | None = None,
+    embedded_groups: bool = False,
 ) -> None:
     """What `provision simulator` runs: serve a generated tenant (or a dataset file) until interrupted.
 
-    `faults` are `--fault` specs (simulator.faults.FAULT_SPEC_HELP); a bad spec, or a `provider` that is not
-    a key of domain.words.INTEGRATION_TYPES, raises ValueError first. `workspace_id` is the workspace of the
-    token and of the authorization URL; `auth_outcome` ("authorize", "cancel", "error") answers that URL with
-    a redirect straight back instead of the sign-in page.
+    `provider` (entra, personio, google; None: the dataset file's `"provider"`, else entra) is the initial
+    connection's integration type and the shape of the generated tenant (simulator.generator);
+    `group_endpoint` (listed, unsupported, empty; None: the dataset's, else the provider's default) is how
+    `/hris/group` answers; `embedded_groups` gives a generated google tenant's employees their `groups[]`.
+    `faults` are `--fault` specs (simulator.faults.FAULT_SPEC_HELP); a bad spec, an unknown provider or group
+    endpoint, or `embedded_groups` with a dataset file or another provider raises ValueError first.
+    `workspace_id` is the workspace of the token and of the authorization URL; `auth_outcome` ("authorize",
+    "cancel", "error") answers that URL with a redirect straight back instead of the sign-in page.
     """
     plan = FaultPlan([f for spec in faults for f in parse_fault_spec(spec, slow_seconds=slow_seconds)])
+    endpoint = None if group_endpoint is None else group_endpoint_of(group_endpoint)
+    if dataset is not None:
+        if embedded_groups:
+            raise ValueError("embedded_groups shapes a generated tenant, not a dataset file.")
+        source = SimulatorSource(path=dataset)
+    else:
+        generated = generate_dataset(users, seed, provider or "entra", embedded_groups=embedded_groups)
+        source = SimulatorSource(generated)
+    provider = provider or source.current().provider or "entra"
     integration_type = integration_type_of(provider)
-    source = SimulatorSource(path=dataset) if dataset is not None else SimulatorSource(generate_dataset(users, seed))
+    served_endpoint = source.current().served_group_endpoint(endpoint, provider)
     app = create_app(
         source,
         connection_id=connection_id,
@@ -149,10 +164,18 @@ def run_simulator_command(
         workspace_id=workspace_id,
         provider=provider,
         auth_outcome=auth_outcome,
+        group_endpoint=endpoint,
     )
-    what = f"dataset {dataset}" if dataset is not None else f"{users} generated users (seed {seed})"
+    embedded = ", groups[] on employees" if embedded_groups else ""
+    what = (
+        f"dataset {dataset}" if dataset is not None else f"{users} generated {provider} users (seed {seed}{embedded})"
+    )
     extras = "".join(
-        [f", {latency_ms:g} ms latency" if latency_ms else "", f", faults {' '.join(faults)}" if faults else ""]
+        [
+            f", /hris/group {served_endpoint}",
+            f", {latency_ms:g} ms latency" if latency_ms else "",
+            f", faults {' '.join(faults)}" if faults else "",
+        ]
     )
     # A port that is taken is refused before anything says "listening": bound here once, let go, and bound
     # again by serve() a moment later (port 0 becomes the free port found here, so the line names it).
