@@ -6,13 +6,15 @@ employees by id and connections by id, never by a personal value or a secret.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import polars as pl
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from admin.connect import ConnectError
@@ -24,14 +26,15 @@ from settings import get_settings, unified_token
 from sources.hosts import checked_base_url
 from sources.unified import UnifiedConnection, delete_connection, read_connection
 from store.access import audit, record
-from store.erase import erase_employee
-from store.locks import is_locked
+from store.erase import check_one_person, erase_employee
+from store.locks import TenantBusyError, is_locked, tenant_lock
 from store.models import Employee, Integration, SourceGroup, utcnow
 from store.repo import (
     StoreConflict,
     StoreNotFound,
     add_employee,
     connect,
+    delete_employee_rows,
     disconnect,
     get_tenant,
     integration_settings,
@@ -56,6 +59,47 @@ class TenantBusy(ConflictError):
     def __init__(self, tenant: str, run_id: str) -> None:
         super().__init__(f"Tenant {tenant!r} is already being synced (run {run_id}); wait for it to end.")
         self.run_id = run_id
+
+
+# ---- admin changes and a running sync ----------------------------------------------------------------
+# A sync holds its tenant's lock (store/locks.py) from before it reads the employees until its load has committed.
+# An erasure, a disconnect or a new group selection made in between would be undone or contradicted by that load
+# (the erased person's names written into its run changes, unmanaged employees linked again, a run syncing a
+# selection that is no longer the tenant's), so they take the same lock for their writes: they wait for a running
+# sync a bounded time and are then refused, with nothing done. Bounded, because a large tenant's sync takes
+# minutes, and a person (or the settings page, through the API) should hear so rather than watch a spinner.
+
+LOCK_WAIT_SECONDS = 15.0  # how long an admin change waits for a running sync of the tenant by default
+
+
+class SyncRunning(TenantBusyError):
+    """An admin change refused because a sync of the tenant (or another change of it) held the tenant's lock for
+    longer than the change waits; `run_id` names the sync when there is one. A conflict: 409 at the API."""
+
+    def __init__(self, tenant: str, doing: str, run_id: str | None, waited: float) -> None:
+        holder = (
+            f"A sync of tenant {tenant!r} is running (run {run_id})"
+            if run_id is not None
+            else f"Another change of tenant {tenant!r} is in progress"
+        )
+        super().__init__(
+            f"{holder}; {doing} was not made (waited {waited:g} s), so as not to interleave with it: "
+            "try again when it has ended."
+        )
+        self.run_id = run_id
+
+
+@contextmanager
+def holding_tenant(engine: Engine, tenant: str, *, doing: str, wait: float | None = None) -> Iterator[None]:
+    """Hold the tenant's lock for the body: wait up to `wait` seconds (None: LOCK_WAIT_SECONDS; 0: not at all)
+    for a running sync, then refuse with SyncRunning before the body has done anything."""
+    waited = LOCK_WAIT_SECONDS if wait is None else max(0.0, wait)
+    with ExitStack() as held:
+        try:
+            held.enter_context(tenant_lock(engine, tenant, wait=True, wait_timeout=waited))
+        except TenantBusyError:
+            raise SyncRunning(tenant, doing, busy_run(engine, tenant), waited) from None
+        yield
 
 
 # ---- connecting ------------------------------------------------------------------------------------
@@ -133,20 +177,25 @@ class Disconnected:
     revoked_at_unified: bool  # False when Unified.to no longer knew the connection
 
 
-def disconnect_tenant(engine: Engine, tenant: str, *, actor: str) -> Disconnected:
-    """Delete the connection at Unified.to (a 404 there still ends it here) and end the integration."""
-    integration = integration_settings(engine, tenant, require_selection=False)
-    url = checked_base_url(integration.base_url, tenant=tenant, allowed_hosts=get_settings().allowed_hosts())
-    revoked = delete_connection(url, unified_token(), tenant=tenant, connection_id=integration.connection_id)
-    employees = disconnect(engine, tenant)
-    audit(
-        engine,
-        tenant=tenant,
-        actor=actor,
-        action="disconnected",
-        old={"provider": integration.provider, "connection": integration.connection_id},
-        new={"employees_unmanaged": employees, "revoked_at_unified": revoked},
-    )
+def disconnect_tenant(engine: Engine, tenant: str, *, actor: str, wait: float | None = None) -> Disconnected:
+    """Delete the connection at Unified.to (a 404 there still ends it here) and end the integration.
+
+    Under the tenant's lock (`holding_tenant`): a running sync's load would link the employees again. Refused
+    while a sync runs longer than `wait`, before Unified.to is asked anything."""
+    integration_settings(engine, tenant, require_selection=False)  # unknown or not connected: said without waiting
+    with holding_tenant(engine, tenant, doing="the disconnect", wait=wait):
+        integration = integration_settings(engine, tenant, require_selection=False)
+        url = checked_base_url(integration.base_url, tenant=tenant, allowed_hosts=get_settings().allowed_hosts())
+        revoked = delete_connection(url, unified_token(), tenant=tenant, connection_id=integration.connection_id)
+        employees = disconnect(engine, tenant)
+        audit(
+            engine,
+            tenant=tenant,
+            actor=actor,
+            action="disconnected",
+            old={"provider": integration.provider, "connection": integration.connection_id},
+            new={"employees_unmanaged": employees, "revoked_at_unified": revoked},
+        )
     return Disconnected(employees, revoked)
 
 
@@ -236,24 +285,37 @@ def save_settings(
     policy_grace_days: int | None = None,
     suppress_erased: bool | None = None,
     retention_days: int | None = None,
+    wait: float | None = None,
 ) -> TenantSettings:
-    """Store what is given (None / not given keeps it); audited old -> new."""
-    before = tenant_settings(engine, tenant)
+    """Store what is given (None / not given keeps it); audited old -> new.
+
+    A new group selection is saved under the tenant's lock (`holding_tenant`), so a running sync keeps the
+    selection it started with to its end: it waits up to `wait` seconds for the sync, else nothing is saved."""
+    current = tenant_settings(engine, tenant)  # unknown or not connected: said without waiting for a sync
     check_privacy(suppress_erased=suppress_erased, retention_days=retention_days)  # before anything is written
-    if policy_mode is not None or policy_grace_days is not None:  # checked first: a refusal writes nothing
-        set_policy(engine, tenant, mode=policy_mode, grace_days=policy_grace_days)
-    if group_ids is not None or all_users is not None:
-        everyone = bool(all_users)
-        select_groups(engine, tenant, [] if everyone else (group_ids or []), all_users=everyone)
-    if schedule is not _UNCHANGED:
-        set_schedule(engine, tenant, schedule)
-    if guard_max_share is not None or guard_min_count is not None:
-        set_guard(engine, tenant, max_share=guard_max_share, min_count=guard_min_count)
-    if suppress_erased is not None or retention_days is not None:
-        set_privacy(engine, tenant, suppress_erased=suppress_erased, retention_days=retention_days)
-    after = tenant_settings(engine, tenant)
-    if after != before:
-        audit(engine, tenant=tenant, actor=actor, action="settings_changed", old=before.as_dict(), new=after.as_dict())
+    selecting = group_ids is not None or all_users is not None
+    everyone = bool(all_users)
+    wanted = ([] if everyone else list(dict.fromkeys(group_ids or [])), everyone)
+    # The settings page sends the selection with every save: one that keeps it (a new schedule) need not wait.
+    changing = selecting and wanted != (current.group_ids, current.all_users)
+    held = holding_tenant(engine, tenant, doing="the group selection change", wait=wait) if changing else nullcontext()
+    with held:
+        before = tenant_settings(engine, tenant)
+        if policy_mode is not None or policy_grace_days is not None:  # checked first: a refusal writes nothing
+            set_policy(engine, tenant, mode=policy_mode, grace_days=policy_grace_days)
+        if selecting:
+            select_groups(engine, tenant, wanted[0], all_users=everyone)
+        if schedule is not _UNCHANGED:
+            set_schedule(engine, tenant, schedule)
+        if guard_max_share is not None or guard_min_count is not None:
+            set_guard(engine, tenant, max_share=guard_max_share, min_count=guard_min_count)
+        if suppress_erased is not None or retention_days is not None:
+            set_privacy(engine, tenant, suppress_erased=suppress_erased, retention_days=retention_days)
+        after = tenant_settings(engine, tenant)
+        if after != before:
+            audit(
+                engine, tenant=tenant, actor=actor, action="settings_changed", old=before.as_dict(), new=after.as_dict()
+            )
     return after
 
 
@@ -312,7 +374,7 @@ def delete_employee(engine: Engine, tenant: str, employee_id: int, *, actor: str
             raise StoreConflict(
                 f"Employee {employee_id} is {status}: the source is the truth for it, so it is not deleted by hand."
             )
-        session.execute(delete(Employee).where(Employee.tenant_id == tenant, Employee.id == employee_id))
+        delete_employee_rows(session.connection(), tenant, Employee.id == employee_id)
         record(
             session.connection(),
             tenant=tenant,
@@ -350,11 +412,9 @@ def delete_employees(engine: Engine, tenant: str, employee_ids: list[int], *, st
         raise StoreConflict(f"Employees that are {status} are not deleted by hand (the source is the truth).")
     with Session(engine) as session, session.begin():
         get_tenant(session, tenant)
-        gone = session.scalars(
-            delete(Employee)
-            .where(Employee.tenant_id == tenant, Employee.id.in_(employee_ids), Employee.status == status)
-            .returning(Employee.id)
-        ).all()
+        gone = delete_employee_rows(
+            session.connection(), tenant, Employee.id.in_(employee_ids), Employee.status == status
+        )
         if gone:
             record(
                 session.connection(),
@@ -366,16 +426,33 @@ def delete_employees(engine: Engine, tenant: str, employee_ids: list[int], *, st
         return len(gone)
 
 
-def erase(engine: Engine, tenant: str, email: str, *, actor: str) -> dict[str, Any]:
-    erased = erase_employee(engine, tenant, email)
-    audit(
-        engine,
-        tenant=tenant,
-        actor=actor,
-        action="employee_erased",
-        old={"employee": erased.employee_id},
-        new={"run_changes_scrubbed": erased.scrubbed_changes, "suppressed": erased.suppressed},
-    )
+def erase(
+    engine: Engine,
+    tenant: str,
+    email: str | None = None,
+    *,
+    source_id: str | None = None,
+    actor: str,
+    wait: float | None = None,
+) -> dict[str, Any]:
+    """Erase one employee, found by email or by the source user id it is linked to (store/erase.py).
+
+    Under the tenant's lock (`holding_tenant`): a sync that had read the employees before the erasure would
+    write the person's names into its run changes after it. It waits up to `wait` seconds for a running sync,
+    else nothing is erased."""
+    check_one_person(email, source_id)
+    with Session(engine) as session:
+        get_tenant(session, tenant)  # an unknown tenant: said without waiting for a sync
+    with holding_tenant(engine, tenant, doing="the erasure", wait=wait):
+        erased = erase_employee(engine, tenant, email, source_user_id=source_id)
+        audit(
+            engine,
+            tenant=tenant,
+            actor=actor,
+            action="employee_erased",
+            old={"employee": erased.employee_id},
+            new={"run_changes_scrubbed": erased.scrubbed_changes, "suppressed": erased.suppressed},
+        )
     return {
         "employee_id": erased.employee_id,
         "run_changes_scrubbed": erased.scrubbed_changes,

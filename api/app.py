@@ -257,7 +257,10 @@ class EmployeeCreated(BaseModel):
 
 
 class ErasureIn(Strict):
-    email: str = Field(min_length=3, max_length=320)
+    """Who to erase: by email or by the source user id their employee is linked to (exactly one)."""
+
+    email: str | None = Field(None, min_length=3, max_length=320)
+    source_id: str | None = Field(None, min_length=1, max_length=200)
 
 
 class ErasureOut(BaseModel):
@@ -771,8 +774,12 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/tenants/{tenant}/erasures", response_model=ErasureOut, responses=ERRORS, tags=["employees"])
     def erase(request: Request, tenant: TenantId, caller: Caller, body: ErasureIn) -> ErasureOut:
-        """GDPR erasure of one employee: deleted, and scrubbed from the run history."""
-        return ErasureOut.model_validate(ops.erase(engine_of(request), tenant, body.email, actor=caller.name))
+        """GDPR erasure of one employee (give `email` or `source_id`): deleted, and scrubbed from the run history.
+        A running sync of the tenant is waited for a few seconds, then the erasure is refused (409, naming it)."""
+        if (body.email is None) == (body.source_id is None):
+            raise Problem(422, "Give either email or source_id, not both or neither.")
+        erased = ops.erase(engine_of(request), tenant, body.email, source_id=body.source_id, actor=caller.name)
+        return ErasureOut.model_validate(erased)
 
     @app.post("/tenants/{tenant}/exports", response_model=ExportOut, responses=ERRORS, tags=["employees"])
     def export(request: Request, tenant: TenantId, caller: Caller, body: PersonIn) -> ExportOut:

@@ -106,11 +106,20 @@ WHERE employees.id = s.employee_id AND employees.tenant_id = :tenant
        OR (employees.deactivated_at IS NULL) = (s.new_deactivated = 'true'))
 """
 
-# Only an employee still flagged is deleted: one a person or another run changed since it was read stays.
+# Only an employee still flagged is deleted: one a person or another run changed since it was read stays. Its
+# memberships go with it (employee_groups has no foreign key to cascade: store/models.py).
 _DELETE_DUE = """
 DELETE FROM employees
 WHERE tenant_id = :tenant AND status IN ('non_matching', 'terminated')
   AND id IN (SELECT employee_id FROM delete_stage)
+"""
+_DELETE_DUE_MEMBERSHIPS = """
+DELETE FROM employee_groups
+WHERE tenant_id = :tenant AND employee_id IN (
+    SELECT id FROM employees
+    WHERE tenant_id = :tenant AND status IN ('non_matching', 'terminated')
+      AND id IN (SELECT employee_id FROM delete_stage)
+)
 """
 
 
@@ -264,6 +273,7 @@ def _apply(
             conn.execute(text("DROP TABLE IF EXISTS delete_stage"))
             conn.execute(text("CREATE TEMPORARY TABLE delete_stage (employee_id BIGINT)"))
             copy_in(conn, "delete_stage", deleted)
+            conn.execute(text(_DELETE_DUE_MEMBERSHIPS), {"tenant": tenant_id})
             written += conn.execute(text(_DELETE_DUE), {"tenant": tenant_id}).rowcount or 0
             conn.execute(text("DROP TABLE delete_stage"))
         if not dry_run and not created.is_empty():

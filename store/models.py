@@ -142,11 +142,14 @@ class EmployeeGroup(Base):
     users), directly or through a child group, as the last run found it. Names stay in `source_groups`."""
 
     __tablename__ = "employee_groups"
-    __table_args__ = (Index("ix_employee_groups_tenant_group", "tenant_id", "group_id"),)
+    # One index, the key, in the order the questions come: a tenant's memberships, a group's members, one pair.
+    # No foreign key to employees (as run_changes has none): its check per row, and a second index, made the
+    # first sync's COPY of 300k memberships twice as slow (bench/README.md); whoever deletes an employee deletes
+    # its memberships in the same transaction (store/load.py, admin/operations.py, store/erase.py).
 
     tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True)
     group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    employee_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
 
 
 class SourceGroup(Base):

@@ -444,6 +444,21 @@ def selected_groups(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
         return rows + [{"group_id": g, **gone} for g in wanted if g not in listed and not integration.all_users]
 
 
+def delete_employee_rows(conn: Connection, tenant_id: str, *conditions: Any) -> list[int]:
+    """Delete the tenant's employees that meet `conditions`, with their group memberships (employee_groups has no
+    foreign key to cascade them: store/models.py). Returns the ids deleted."""
+    ids = list(
+        conn.execute(
+            delete(Employee).where(Employee.tenant_id == tenant_id, *conditions).returning(Employee.id)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(
+            delete(EmployeeGroup).where(EmployeeGroup.tenant_id == tenant_id, EmployeeGroup.employee_id.in_(ids))
+        )
+    return ids
+
+
 def _in_group(tenant_id: str, group_id: str) -> Any:
     """Employees holding a membership of `group_id` (group sync)."""
     members = select(EmployeeGroup.employee_id).where(

@@ -206,10 +206,12 @@ def match(
 
     status_changed = pl.col("old_status") != pl.col("new_status")
     matched = matched.with_columns(changed_fields=_changed_fields()).with_columns(
-        action=pl.when(pl.col("newly_linked"))
-        .then(pl.lit("linked"))
-        .when(status_changed & (pl.col("new_status") == "terminated"))
+        # An employee linked by email to an inactive source user is flagged by this run: `terminated` (counted,
+        # given its reason, inside the guard and the policy), the link written with it.
+        action=pl.when(status_changed & (pl.col("new_status") == "terminated"))
         .then(pl.lit("terminated"))
+        .when(pl.col("newly_linked"))
+        .then(pl.lit("linked"))
         .when(status_changed & pl.col("old_status").is_in(["terminated", "non_matching"]))
         .then(pl.lit("reactivated"))
         .when(pl.col("changed_fields").is_not_null())

@@ -142,7 +142,7 @@ def check_guard(
         gone = ", ".join(sorted(missing_groups))
         reason = (
             f"none of the selected groups is listed by the source any more (missing: {gone}); "
-            "choose the groups again (`provision filter`)"
+            + (NO_MEMBERSHIPS if not memberships_stated else "choose the groups again (`provision filter`)")
         )
     elif in_scope == 0 and (unflagged > 0 or affected > 0 or (selected_groups and not memberships_stated)):
         reason = (

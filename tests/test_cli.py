@@ -250,6 +250,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "reason": None,
             "flagged_at": None,
             "deactivated": False,
+            "leave_date": None,
         },
         {
             "email": "ben@acme.example",
@@ -261,6 +262,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "reason": None,
             "flagged_at": None,
             "deactivated": False,
+            "leave_date": None,
         },
         {
             "email": "carla@acme.example",
@@ -272,6 +274,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "reason": None,
             "flagged_at": None,
             "deactivated": False,
+            "leave_date": None,
         },
         {
             "email": "gone@acme.example",
@@ -283,6 +286,7 @@ def test_admin_connects_lists_groups_filters_and_syncs_a_tenant(database_url: st
             "reason": "never matched: no source user has its email",  # what the run that flagged it said
             "flagged_at": gone_flagged_at,
             "deactivated": False,
+            "leave_date": None,
         },
     ]
     flagged = json.loads(ok("employees", "acme", "--status", "non_matching", "--json").stdout)

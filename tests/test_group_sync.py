@@ -157,3 +157,27 @@ def test_a_dry_run_records_the_moves_and_writes_no_membership(engine: Engine) ->
     run_id, run = sync_snapshot(engine, "acme", source(START), selection=SALES_AND_OPS, dry_run=True)
     assert run.counts["joined"] == 3 and len(moves(engine, run_id)) == 3
     assert read_memberships(engine, "acme").is_empty()
+
+
+def test_an_employee_deleted_by_hand_or_erased_takes_its_memberships_with_it(engine: Engine) -> None:
+    # why: employee_groups has no foreign key to cascade (store/models.py); every delete removes them itself
+    from admin.operations import delete_employee, delete_employees
+    from store.erase import erase_employee
+
+    add_tenant(engine, "acme")
+    everyone = Selection(all_users=True)
+    sync_snapshot(engine, "acme", source(START), selection=everyone)
+    ids = {e["email"]: e["id"] for e in _employees(engine)}
+    off = [
+        source_user(p["user_id"], p["email"], active=False) if p["user_id"] in ("u1", "u2", "u3") else p for p in PEOPLE
+    ]
+    sync_snapshot(engine, "acme", source(START, people=off), selection=everyone)  # terminated, still members
+    before = set(read_memberships(engine, "acme").get_column("employee_id").to_list())
+    assert {ids[f"p{i}@acme.example"] for i in (1, 2, 3)} <= before
+
+    delete_employee(engine, "acme", ids["p1@acme.example"], actor="test")
+    delete_employees(engine, "acme", [ids["p2@acme.example"]], status="terminated", actor="test")
+    erase_employee(engine, "acme", email="P3@acme.example")
+    after = set(read_memberships(engine, "acme").get_column("employee_id").to_list())
+    assert before - after == {ids["p1@acme.example"], ids["p2@acme.example"], ids["p3@acme.example"]}
+    assert after <= {e["id"] for e in _employees(engine)}  # no membership of an employee that is gone

@@ -171,6 +171,25 @@ def test_an_unreadable_end_date_quarantines_the_user_and_keeps_its_employee(engi
     assert table(engine) == before
 
 
+def test_an_employee_linked_by_email_to_a_leaver_is_flagged_with_its_reason_and_guarded(engine: Engine) -> None:
+    from store.repo import add_employee
+    from tasks.validate import Guard
+
+    add_tenant(engine, "acme")
+    emails = [f"p{i}@acme.example" for i in range(12)]
+    for email in emails:  # why: unmanaged, as after a disconnect: the first sync links them by email
+        add_employee(engine, "acme", email=email.upper(), first_name="A", last_name="B")
+    leavers = [person(str(i), e, active=i % 2 == 0, terminated_at="2026-05-31") for i, e in enumerate(emails)]
+    source = normalize(leavers, [])
+    _, stopped = sync_snapshot(engine, "acme", source, now=NOW, guard=Guard())
+    assert stopped.stop_reason is not None and "flag, deactivate or delete 12" in stopped.stop_reason
+    _, planned = sync_snapshot(engine, "acme", source, now=NOW)  # the override
+    assert (planned.counts["terminated"], planned.counts["linked"], planned.counts["flagged_ended"]) == (12, 0, 12)
+    assert {(row["status"], row["reason"], row["link"] is not None) for row in by_email(engine).values()} == {
+        ("terminated", ENDED, True)
+    }
+
+
 # ---- a source that states no membership -----------------------------------------------------------
 
 
