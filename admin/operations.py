@@ -110,9 +110,11 @@ def check_connection(connection: UnifiedConnection, *, tenant: str, provider: st
     or names another tenant as its `external_xref` (design.md, Connecting through Unified.to)."""
     where = f"Connection {connection.id!r}"
     wanted = INTEGRATION_TYPES[provider]
-    if connection.integration_type != wanted:
+    if connection.integration_type is not None and connection.integration_type != wanted:  # where Unified says it
         raise ConnectError(f"{where} is a {connection.integration_type} connection, not {provider} ({wanted}).")
-    missing = [p for p in ("hris_employee_read", "hris_group_read") if p not in connection.permissions]
+    # Personio has no group list (its groups arrive inside the employees), so it needs no group permission.
+    needed = ("hris_employee_read",) if provider == "personio" else ("hris_employee_read", "hris_group_read")
+    missing = [p for p in needed if p not in connection.permissions]
     if missing:
         raise ConnectError(f"{where} lacks the permission {', '.join(missing)}; connect again and grant it.")
     if connection.is_paused:

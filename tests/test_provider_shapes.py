@@ -243,3 +243,24 @@ def test_all_users_never_needs_the_group_endpoint(engine: Engine, upstream: Upst
 def test_the_extract_says_how_it_knew_the_groups() -> None:
     assert normalize([], []).group_source == GROUPS_LISTED
     assert normalize([], [], group_source=GROUPS_EMBEDDED_ONLY).group_source == GROUPS_EMBEDDED_ONLY
+
+
+# ---- connecting: the provider as Unified.to states it ---------------------------------------------------
+
+
+def test_connect_checks_the_integration_type_where_unified_says_it_and_personio_needs_no_group_permission() -> None:
+    from admin.connect import ConnectError
+    from admin.operations import check_connection
+    from sources.unified import UnifiedConnection
+
+    def connection(integration_type: str | None, *permissions: str) -> UnifiedConnection:
+        return UnifiedConnection(id="c1", integration_type=integration_type, permissions=list(permissions))
+
+    check_connection(connection("personio", "hris_employee_read"), tenant="acme", provider="personio")
+    check_connection(connection(None, "hris_employee_read", "hris_group_read"), tenant="acme", provider="google")
+    with pytest.raises(ConnectError, match="is a personio connection, not entra"):
+        check_connection(connection("personio", "hris_employee_read"), tenant="acme", provider="entra")
+    with pytest.raises(ConnectError, match="lacks the permission hris_group_read"):
+        check_connection(connection("microsoftentraid", "hris_employee_read"), tenant="acme", provider="entra")
+    with pytest.raises(ConnectError, match="lacks the permission hris_employee_read"):
+        check_connection(connection("personio"), tenant="acme", provider="personio")
