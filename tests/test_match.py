@@ -272,15 +272,35 @@ def test_every_employee_and_every_in_scope_source_user_gets_exactly_one_action()
 
 
 def test_every_flag_carries_its_reason_from_the_link_against_what_the_source_listed() -> None:
-    from tasks.match import DISABLED, GONE, MOVED_OUT, NEVER_MATCHED, with_flag_reasons
+    from datetime import UTC, datetime
+
+    from tasks.match import (
+        DISABLED,
+        ENDED,
+        GONE,
+        MOVED_OUT,
+        NEVER_MATCHED,
+        ended_user_ids,
+        with_end_dates,
+        with_flag_reasons,
+    )
     from tasks.report import flags_by_reason
 
     listed = users(
         source_user("u-stays", "stays@acme.example"),
         source_user("u-moved", "moved@acme.example"),  # listed, but outside the selected groups
         source_user("u-off", "off@acme.example", active=False),
+        source_user("u-ended", "ended@acme.example"),  # active, but its end date has passed
+        source_user("u-leaving", "leaving@acme.example"),  # active, its end date ahead
+    ).with_columns(
+        terminated_at=pl.col("user_id").replace_strict(
+            {"u-ended": datetime(2026, 1, 31, tzinfo=UTC), "u-leaving": datetime(2027, 1, 31, tzinfo=UTC)},
+            default=None,
+            return_dtype=pl.Datetime("us", "UTC"),
+        )
     )
-    in_scope = listed.filter(pl.col("user_id") != "u-moved")
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    in_scope = with_end_dates(listed.filter(pl.col("user_id") != "u-moved"), now)
     tenant = employees(
         employee(1, "stays@acme.example", link="u-stays", status="synced"),
         employee(2, "moved@acme.example", link="u-moved", status="synced"),
@@ -288,8 +308,11 @@ def test_every_flag_carries_its_reason_from_the_link_against_what_the_source_lis
         employee(4, "typed-by-hand@acme.example"),  # never linked, no source user has its email
         employee(5, "off@acme.example", link="u-off", status="synced"),
         employee(6, "old@acme.example", status="non_matching"),  # flagged by an earlier run: not again
+        employee(7, "ended@acme.example", link="u-ended", status="synced"),
+        employee(8, "leaving@acme.example", link="u-leaving", status="synced"),
     )
-    plan = with_flag_reasons(match(in_scope, tenant), listed["user_id"], in_scope["user_id"])
+    ended = ended_user_ids(in_scope, now)
+    plan = with_flag_reasons(match(in_scope, tenant), listed["user_id"], in_scope["user_id"], ended)
     why = {row["employee_id"]: (row["action"], row["reason"]) for row in plan.iter_rows(named=True)}
     assert why[1] == ("unchanged", None)
     assert why[2] == ("non_matching", MOVED_OUT)
@@ -297,6 +320,9 @@ def test_every_flag_carries_its_reason_from_the_link_against_what_the_source_lis
     assert why[4] == ("non_matching", NEVER_MATCHED)
     assert why[5] == ("terminated", DISABLED)
     assert why[6] == ("still_non_matching", None)  # its reason is the one its flagging run recorded
+    assert why[7] == ("terminated", ENDED)
+    assert why[8] == ("updated", None)  # only its planned leave date is new
+    assert plan.filter(pl.col("employee_id") == 8)["new_leave_date"].to_list() == ["2027-01-31"]
     validate_plan(plan)
     counted = dict(flags_by_reason(plan).iter_rows())  # the run's summary artifact counts them by reason
-    assert counted == {GONE: 1, MOVED_OUT: 1, NEVER_MATCHED: 1, DISABLED: 1}
+    assert counted == {GONE: 1, MOVED_OUT: 1, NEVER_MATCHED: 1, DISABLED: 1, ENDED: 1}
