@@ -8,9 +8,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from sqlalchemy import Connection, CursorResult, Engine, and_, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,9 +19,10 @@ from domain.errors import ConflictError, ExplainedError, NotFoundError
 from domain.names import person_name
 from domain.policy import Policy
 from domain.schedules import Schedule
-from schemas.employees import EMPLOYEE_SCHEMA
-from store.bulk import copy_out
 from store.models import Employee, EmployeeGroup, Integration, Run, RunChange, SourceGroup, Tenant, utcnow
+
+if TYPE_CHECKING:  # polars only where frames come in (store/frames.py reads them out): `provision runs` needs none
+    import polars as pl
 
 
 class StoreError(ExplainedError):
@@ -298,42 +298,6 @@ def add_employee(engine: Engine, tenant_id: str, *, email: str, first_name: str,
     return employee
 
 
-_EMPLOYEE_FIELDS = list(EMPLOYEE_SCHEMA)[1:9]  # after employee_id, named as the table names them
-# The two policy columns travel as numbers, which both dialects write and polars reads alike.
-_FLAGGED_EPOCH_US = {
-    "postgresql": "CAST(EXTRACT(EPOCH FROM flagged_at) * 1000000 AS BIGINT)",
-    "sqlite": "CAST(ROUND((julianday(flagged_at) - 2440587.5) * 86400000000) AS INTEGER)",
-}
-_READ_SCHEMA = {**EMPLOYEE_SCHEMA, "flagged_at": pl.Int64(), "deactivated": pl.Int8()}
-
-
-def read_employees(engine: Engine, tenant_id: str) -> pl.DataFrame:
-    """The tenant's employees as the match stage wants them (EMPLOYEE_SCHEMA), in one query."""
-    with engine.connect() as conn:
-        # On Postgres a COPY TO STDOUT into polars' CSV reader: about twice as fast as fetching rows at 100k.
-        columns = ", ".join(_EMPLOYEE_FIELDS)
-        flagged = _FLAGGED_EPOCH_US[engine.dialect.name]
-        deactivated = "CASE WHEN deactivated_at IS NULL THEN 0 ELSE 1 END"
-        select_sql = (
-            f"SELECT id, {columns}, {flagged}, {deactivated}, leave_date "
-            "FROM employees WHERE tenant_id = %s ORDER BY id"
-        )
-        frame = copy_out(conn, select_sql, (tenant_id,), _READ_SCHEMA)
-    return frame.with_columns(
-        pl.col("flagged_at").cast(pl.Datetime("us", "UTC")), pl.col("deactivated").cast(pl.Boolean())
-    )
-
-
-STORED_MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {"employee_id": pl.Int64(), "group_id": pl.String()}
-
-
-def read_memberships(engine: Engine, tenant_id: str) -> pl.DataFrame:
-    """The tenant's stored group memberships (employee_id, group_id), in one query."""
-    with engine.connect() as conn:
-        select_sql = "SELECT employee_id, group_id FROM employee_groups WHERE tenant_id = %s"
-        return copy_out(conn, select_sql, (tenant_id,), STORED_MEMBERSHIP_SCHEMA)
-
-
 def list_employees(
     engine: Engine, tenant_id: str, status: str | None = None, group: str | None = None
 ) -> list[dict[str, Any]]:
@@ -471,6 +435,8 @@ def _replace_groups(conn: Connection, tenant_id: str, groups: pl.DataFrame) -> N
     now = utcnow()
     columns = _GROUP_COLUMNS
     if "type" not in groups.columns:  # a list made by hand (tests, tools) may name no types
+        import polars as pl
+
         groups = groups.with_columns(type=pl.lit(None, dtype=pl.String()))
     listed = groups.select(column.key for column in columns)
     stored = {tuple(row) for row in conn.execute(select(*columns).where(SourceGroup.tenant_id == tenant_id))}

@@ -15,7 +15,7 @@ from domain.policy import Policy
 from schemas.employees import EMPLOYEE_SCHEMA
 from schemas.plan import FIELDS
 from store.db import make_engine
-from store.repo import read_employees
+from store.frames import read_employees
 
 __all__ = [
     "EMPLOYEE_SCHEMA",

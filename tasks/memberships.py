@@ -15,7 +15,7 @@ import polars as pl
 
 from schemas.plan import MEMBERSHIP_CHANGE_SCHEMA
 from store.db import make_engine
-from store.repo import read_memberships
+from store.frames import read_memberships
 from tasks.match import UNJUDGED
 
 

@@ -140,9 +140,8 @@ def check_guard(
     reason = None
     if selected_groups and set(missing_groups) >= set(selected_groups):
         gone = ", ".join(sorted(missing_groups))
-        reason = (
-            f"none of the selected groups is listed by the source any more (missing: {gone}); "
-            + (NO_MEMBERSHIPS if not memberships_stated else "choose the groups again (`provision filter`)")
+        reason = f"none of the selected groups is listed by the source any more (missing: {gone}); " + (
+            NO_MEMBERSHIPS if not memberships_stated else "choose the groups again (`provision filter`)"
         )
     elif in_scope == 0 and (unflagged > 0 or affected > 0 or (selected_groups and not memberships_stated)):
         reason = (

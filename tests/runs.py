@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 from domain.policy import Policy
 from pipeline import PLAIN, PlannedRun, Selection, Stages, load_planned, plan_snapshot
 from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, SourceSnapshot
-from store.repo import STORED_MEMBERSHIP_SCHEMA, start_run
+from store.frames import STORED_MEMBERSHIP_SCHEMA
+from store.repo import start_run
 from tasks.match import match
 from tasks.validate import Guard
 

@@ -33,10 +33,11 @@ from settings import Settings
 from simulator.inprocess import SyncASGITransport
 from sources.normalize import normalize
 from store.access import create_key
+from store.frames import read_employees
 from store.locks import TenantBusyError, tenant_lock
 from store.models import Base, ConnectState, Run, RunChange, TenantLock, utcnow
 from store.offboard import tenant_rows
-from store.repo import StoreNotFound, add_tenant, finish_run, read_employees
+from store.repo import StoreNotFound, add_tenant, finish_run
 from store.retention import batches, scrub_expired
 from store.suppressions import privacy_settings
 from tasks.report import summary_markdown

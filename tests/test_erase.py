@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from pipeline import Selection
 from sources.normalize import normalize
 from store.erase import erase_employee
+from store.frames import read_employees
 from store.models import Run, RunChange
-from store.repo import StoreError, add_tenant, read_employees
+from store.repo import StoreError, add_tenant
 from tests.runs import sync_snapshot
 from tests.upstreams import staff
 from tests.wire import group

@@ -12,9 +12,10 @@ from sqlalchemy import Connection, Engine, select, text
 
 import store.load
 from sources.normalize import normalize
+from store.frames import read_employees
 from store.load import LoadError
 from store.models import Employee, RunChange
-from store.repo import add_tenant, read_employees
+from store.repo import add_tenant
 from tests.conftest import POSTGRES_ADMIN
 from tests.runs import sync_snapshot
 from tests.wire import person

@@ -13,12 +13,12 @@ from sqlalchemy import Engine
 from domain.policy import Policy
 from pipeline import Selection
 from sources.model import GROUP_SCHEMA, MEMBERSHIP_SCHEMA, SourceSnapshot
+from store.frames import read_memberships
 from store.models import utcnow
 from store.repo import (
     add_tenant,
     connect,
     list_employees,
-    read_memberships,
     run_changes,
     select_groups,
     selected_groups,

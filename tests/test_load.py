@@ -6,9 +6,10 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine, select, text
 
+from store.frames import read_employees
 from store.load import LoadError, apply_plan
 from store.models import Employee, RunChange, SourceGroup
-from store.repo import add_employee, add_tenant, read_employees, replace_groups, run_changes, start_run
+from store.repo import add_employee, add_tenant, replace_groups, run_changes, start_run
 from tasks.match import match
 from tasks.validate import validate_plan
 from tests.frames import source_user, users
