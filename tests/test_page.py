@@ -137,13 +137,13 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
     browser.wait_for(lambda: "read from the source just now" in browser.text(), what="the group list read again")
     assert sum(1 for seen in service.simulator.requests if seen.kind == "employee") > listings
 
-    # Filter settings: every flattened group with its parent and member count; the search box narrows.
+    # Filter settings: every flattened group with its kind, parent and member count; the search box narrows.
     listed = {cells[1]: cells[2:] for cells in (cells_of(r) for r in rows(browser, "groups"))}
     assert listed == {
-        "Company": ["", "6"],
-        "Operations": ["Company", "4"],
-        "Sales": ["Company", "2"],
-        "Contractors": ["", "1"],
+        "Company": ["Team", "", "6"],
+        "Operations": ["Team", "Company", "4"],
+        "Sales": ["Team", "Company", "2"],
+        "Contractors": ["Team", "", "1"],
     }
     here = browser.driver.current_url
     browser.find("#group-search").send_keys("oper" + Keys.ENTER)  # Enter filters; it does not save
