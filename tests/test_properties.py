@@ -259,12 +259,12 @@ def derived_from_table(before: dict[int, dict[str, Any]], after: dict[int, dict[
         new = after[employee_id]
         if new == old:
             continue
-        if old["source_user_id"] is None and new["source_user_id"] is not None:
+        if new["status"] == "terminated" != old["status"]:  # linked to an inactive source user included
+            derived["terminated"] += 1
+        elif old["source_user_id"] is None and new["source_user_id"] is not None:
             derived["linked"] += 1
         elif new["status"] == "non_matching" != old["status"]:
             derived["non_matching"] += 1
-        elif new["status"] == "terminated" != old["status"]:
-            derived["terminated"] += 1
         elif new["status"] == "synced" and old["status"] in ("terminated", "non_matching"):
             derived["reactivated"] += 1
         else:
