@@ -5,6 +5,11 @@ does not need (birthdays, phones, titles, ...) is dropped here, on purpose, befo
 or stored. A record that cannot be used is kept as a row with a `problem` (never a crash), so that
 reports can name it by source id or position; problems never quote the personal value itself.
 
+A listing is read page by page as it arrives (`read_user_page`, `read_group_page`: the fields kept, in columns;
+the raw page can go at once), runs of pages become frames (`user_block`, `group_block`), and the checks that
+apply to every row run once over all of them (`normalize_blocks`). `normalize` does the same with listings
+already whole; the frames do not depend on how a listing was paged.
+
 Email syntax is checked with `email-validator` (no DNS). It costs ~45 µs per address, too slow for
 100k users, so a conservative regex first accepts the plain addresses it is sure email-validator
 accepts too (a property test holds it to that); everything else goes through email-validator.
@@ -13,7 +18,8 @@ accepts too (a property test holds it to that); everything else goes through ema
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,12 +159,42 @@ def _read_employee(raw: dict[str, Any], problems: list[str]) -> HrisEmployee:
     return HrisEmployee.model_validate({k: v for k, v in raw.items() if k not in bad})
 
 
-def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The users frame (USER_SCHEMA), the memberships stated on employees (`employee.groups[]`), and the groups
-    those entries describe (GROUP_SCHEMA without parents: one row per id, its first name and type seen).
+@dataclass(frozen=True)
+class UserPage:
+    """One page of employees as `read_user_page` leaves it: what is kept of each record, in columns of the values
+    read (the page's raw records can go at once); `user_block` makes frames of a run of pages."""
 
-    The per-record loop only reads each record through `HrisEmployee` and picks its email; the
-    checks that apply to every row (names, status, email syntax) run as polars expressions.
+    start: int  # the position of the page's first record in the listing
+    columns: dict[str, list[Any]]  # the _READ_SCHEMA columns but `record`, one value per record
+    membership_groups: list[str]  # the page's `groups[]` entries of records with an id, in order ...
+    membership_users: list[str]  # ... and the user each names
+    embedded: dict[str, tuple[str | None, str | None]]  # group id -> (name, type) of its first describing entry
+
+
+@dataclass(frozen=True)
+class UserBlock:
+    """Pages of employees that follow one another, in frames (`user_block`); `users_from_blocks` checks them."""
+
+    users: pl.DataFrame  # _READ_SCHEMA: one row per record, the fields read, before the checks on every row
+    memberships: pl.DataFrame  # MEMBERSHIP_SCHEMA, in record order
+    embedded: dict[str, tuple[str | None, str | None]]  # group id -> (name, type) of its first describing entry
+
+
+# The columns a page is read into: USER_SCHEMA's, less those the checks on the whole frame derive.
+_READ_SCHEMA: dict[str, pl.DataType] = {
+    **{k: v for k, v in USER_SCHEMA.items() if k not in ("email_norm", "display_name", "problem")},
+    "full_name": pl.String(),
+    "read_problem": pl.String(),
+}
+
+
+def read_user_page(start: int, raw_employees: Sequence[Any]) -> UserPage:
+    """A page of raw employees whose first record stands at position `start` of the listing, read.
+
+    The per-record loop only reads each record through `HrisEmployee` and picks its email; the checks that
+    apply to every row (names, status, email syntax) run once, as polars expressions over all pages
+    (`users_from_blocks`). Pure: pages may be read on several threads at once. No frame per page: a frame of
+    100 rows costs several times its share of a larger one (a buffer per string column), hence `user_block`.
     """
     n = len(raw_employees)
     user_ids: list[str | None] = [None] * n
@@ -214,28 +250,71 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
         if problems:
             read_problems[i] = "; ".join(problems)
 
-    frame = pl.DataFrame(
+    columns: dict[str, list[Any]] = {
+        "user_id": user_ids,
+        "email": emails,
+        "first_name": first_names,
+        "last_name": last_names,
+        "full_name": full_names,
+        "employment_status": statuses,
+        "terminated_at": ended,
+        "read_problem": read_problems,
+    }
+    return UserPage(start, columns, m_groups, m_users, embedded)
+
+
+def _first_descriptions(
+    described: Iterable[dict[str, tuple[str | None, str | None]]],
+) -> dict[str, tuple[str | None, str | None]]:
+    """Group id -> (name, type) of pages' (or blocks') `embedded`, in listing order, by the rule a page applies to
+    its entries: the first entry that gives a name or a type describes the group (else the first entry)."""
+    embedded: dict[str, tuple[str | None, str | None]] = {}
+    for each in described:
+        for group_id, name_and_type in each.items():
+            if group_id not in embedded or embedded[group_id] == (None, None):
+                embedded[group_id] = name_and_type
+    return embedded
+
+
+def user_block(pages: Sequence[UserPage]) -> UserBlock:
+    """Pages that follow one another (in listing order) in frames: what one page of all their records gives."""
+    records = [position for page in pages for position in range(page.start, page.start + len(page.columns["user_id"]))]
+    users = pl.DataFrame(
         {
-            "record": pl.Series(range(n), dtype=pl.Int64()),
-            "user_id": user_ids,
-            "email": emails,
-            "first_name": first_names,
-            "last_name": last_names,
-            "full_name": full_names,
-            "employment_status": statuses,
-            "terminated_at": ended,
-            "read_problem": read_problems,
+            "record": pl.Series(records, dtype=pl.Int64()),
+            **{
+                name: [value for page in pages for value in page.columns[name]]
+                for name in _READ_SCHEMA
+                if name != "record"
+            },
         },
-        schema={
-            **{k: v for k, v in USER_SCHEMA.items() if k not in ("email_norm", "display_name", "problem")},
-            "full_name": pl.String(),
-            "read_problem": pl.String(),
-        },
+        schema=_READ_SCHEMA,
     )
-    users = _check_users(_tidy(frame))
-    memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
+    memberships = pl.DataFrame(
+        {
+            "group_id": [group for page in pages for group in page.membership_groups],
+            "user_id": [user for page in pages for user in page.membership_users],
+        },
+        schema=MEMBERSHIP_SCHEMA,
+    )
+    return UserBlock(users, memberships, _first_descriptions(page.embedded for page in pages))
+
+
+def users_from_blocks(blocks: Sequence[UserBlock]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The users frame (USER_SCHEMA), the memberships stated on employees (`employee.groups[]`), and the groups
+    those entries describe (GROUP_SCHEMA without parents: one row per id, its first name and type seen), of
+    a listing read in blocks of pages (`user_block`, blocks in listing order).
+
+    The same frames whatever the blocks: the checks on every row run here, once, over all of them.
+    """
+    if blocks:
+        frame = pl.concat([block.users for block in blocks], rechunk=True)
+        memberships = pl.concat([block.memberships for block in blocks], rechunk=True)
+    else:
+        frame, memberships = pl.DataFrame(schema=_READ_SCHEMA), pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
+    embedded = _first_descriptions(block.embedded for block in blocks)
     return (
-        users,
+        _check_users(_tidy(frame)),
         memberships,
         _group_frame(
             list(embedded),
@@ -244,6 +323,11 @@ def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.Data
             [t for _, t in embedded.values()],
         ),
     )
+
+
+def normalize_users(raw_employees: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """`users_from_blocks` of the whole listing read as one page."""
+    return users_from_blocks([user_block([read_user_page(0, raw_employees)])])
 
 
 # What Python's str.strip() removes, i.e. every code point for which str.isspace() holds (polars' own
@@ -357,33 +441,95 @@ def _read_group(raw: dict[str, Any]) -> HrisGroup:
     return HrisGroup.model_validate({k: v for k, v in raw.items() if k not in bad})
 
 
-def normalize_groups(raw_groups: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The groups frame (GROUP_SCHEMA) and the memberships stated on groups (`group.user_ids`)."""
+@dataclass(frozen=True)
+class GroupPage:
+    """One page of groups as `read_group_page` leaves it, so that its raw records (whose `user_ids` grow with
+    the tenant) can go at once; `group_block` makes a frame of a run of pages' memberships."""
+
+    # (position in the listing, id, name, parent id, type) of each record with a usable id, in order
+    groups: list[tuple[int, str, str | None, str | None, str | None]]
+    membership_positions: list[int]  # what those records' `user_ids` state, in order: the record's position,
+    membership_groups: list[str]  # its group id ...
+    membership_users: list[str]  # ... and the user
+
+
+@dataclass(frozen=True)
+class GroupBlock:
+    """Pages of groups that follow one another (`group_block`); `groups_from_blocks` makes the frames."""
+
+    groups: list[tuple[int, str, str | None, str | None, str | None]]  # as GroupPage.groups
+    memberships: pl.DataFrame  # (position, group_id, user_id), in order
+
+
+_POSITIONED_MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {"position": pl.Int64(), **MEMBERSHIP_SCHEMA}
+
+
+def read_group_page(start: int, raw_groups: Sequence[Any]) -> GroupPage:
+    """A page of raw groups whose first record stands at position `start` of the listing, read. Pure."""
+    page = GroupPage([], [], [], [])
+    for position, raw in enumerate(raw_groups, start):
+        if not isinstance(raw, dict):
+            continue
+        group = _read_group(raw)
+        if not group.id or not group.id.strip():
+            continue  # no usable id: nothing could ever select it
+        parent = group.parent_id if group.parent_id and group.parent_id.strip() else None
+        page.groups.append((position, group.id, group.name, parent, group.type))
+        for uid in group.user_ids or ():
+            if isinstance(uid, str) and uid.strip():
+                page.membership_positions.append(position)
+                page.membership_groups.append(group.id)
+                page.membership_users.append(uid)
+    return page
+
+
+def group_block(pages: Sequence[GroupPage]) -> GroupBlock:
+    """Pages of groups that follow one another (in listing order), their memberships in a frame."""
+    memberships = pl.DataFrame(
+        {
+            "position": [position for page in pages for position in page.membership_positions],
+            "group_id": [group for page in pages for group in page.membership_groups],
+            "user_id": [user for page in pages for user in page.membership_users],
+        },
+        schema=_POSITIONED_MEMBERSHIP_SCHEMA,
+    )
+    return GroupBlock([group for page in pages for group in page.groups], memberships)
+
+
+def groups_from_blocks(blocks: Sequence[GroupBlock]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The groups frame (GROUP_SCHEMA) and the memberships stated on groups (`group.user_ids`), of a listing
+    read in blocks of pages (`group_block`, blocks in listing order). A repeated id keeps its first record, and
+    only that record's memberships."""
     seen: set[str] = set()
+    repeated: list[int] = []  # positions of records whose id an earlier record has
     ids: list[str] = []
     names: list[str | None] = []
     parents: list[str | None] = []
     types: list[str | None] = []
-    m_groups: list[str] = []
-    m_users: list[str] = []
-    for raw in raw_groups:
-        if not isinstance(raw, dict):
-            continue
-        group = _read_group(raw)
-        if not group.id or not group.id.strip() or group.id in seen:
-            continue  # no usable id: nothing could ever select it; a repeated id keeps the first
-        seen.add(group.id)
-        ids.append(group.id)
-        # Group names have no problem column; control characters are removed rather than stored.
-        names.append(group.name)
-        parents.append(group.parent_id if group.parent_id and group.parent_id.strip() else None)
-        types.append(group.type)
-        for uid in group.user_ids or ():
-            if isinstance(uid, str) and uid.strip():
-                m_groups.append(group.id)
-                m_users.append(uid)
-    memberships = pl.DataFrame({"group_id": m_groups, "user_id": m_users}, schema=MEMBERSHIP_SCHEMA)
-    return _group_frame(ids, names, parents, types), memberships
+    for block in blocks:
+        for position, group_id, name, parent, kind in block.groups:
+            if group_id in seen:
+                repeated.append(position)
+                continue
+            seen.add(group_id)
+            ids.append(group_id)
+            # Group names have no problem column; control characters are removed rather than stored.
+            names.append(name)
+            parents.append(parent)
+            types.append(kind)
+    stated = (
+        pl.concat([block.memberships for block in blocks], rechunk=True)
+        if blocks
+        else pl.DataFrame(schema=_POSITIONED_MEMBERSHIP_SCHEMA)
+    )
+    if repeated:
+        stated = stated.filter(~pl.col("position").is_in(repeated))
+    return _group_frame(ids, names, parents, types), stated.select(list(MEMBERSHIP_SCHEMA))
+
+
+def normalize_groups(raw_groups: Sequence[Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`groups_from_blocks` of the whole listing read as one page."""
+    return groups_from_blocks([group_block([read_group_page(0, raw_groups)])])
 
 
 def _group_frame(
@@ -405,7 +551,11 @@ def _group_frame(
 def group_union(listed: pl.DataFrame, embedded: pl.DataFrame) -> pl.DataFrame:
     """One row per group id, listed or only embedded in employees' `groups[]`: the listed group's name, type and
     parent win; what the listing leaves empty (a name, a type) comes from the embedded entry."""
-    both = listed.join(embedded, on="group_id", how="full", coalesce=True, suffix="_embedded")
+    # In a stable order (the listed groups as listed, then those only embedded as first named): a full join
+    # otherwise orders the unmatched rows as its threads happen to finish.
+    both = listed.join(
+        embedded, on="group_id", how="full", coalesce=True, suffix="_embedded", maintain_order="left_right"
+    )
     return both.select(
         "group_id",
         name=pl.coalesce("name", "name_embedded"),
@@ -435,12 +585,24 @@ def _without_unusable_group_ids(
 def normalize(
     raw_employees: Sequence[Any], raw_groups: Sequence[Any], *, group_source: str = GROUPS_LISTED
 ) -> SourceSnapshot:
-    """Raw Unified.to employees and groups -> users, memberships and groups frames.
+    """Raw Unified.to employees and groups -> users, memberships and groups frames (`normalize_blocks` of each
+    listing read as one page)."""
+    return normalize_blocks(
+        [user_block([read_user_page(0, raw_employees)])],
+        [group_block([read_group_page(0, raw_groups)])],
+        group_source=group_source,
+    )
+
+
+def normalize_blocks(
+    user_blocks: Sequence[UserBlock], group_blocks: Sequence[GroupBlock], *, group_source: str = GROUPS_LISTED
+) -> SourceSnapshot:
+    """Listings read in blocks of pages (`user_block`, `group_block`) -> users, memberships and groups frames.
 
     The groups are the union of the listed ones and those only named in employees' `groups[]` (`group_union`);
     `group_source` says whether a group listing was read at all (SourceSnapshot.group_source)."""
-    users, emp_memberships, embedded = normalize_users(raw_employees)
-    listed, group_memberships = normalize_groups(raw_groups)
+    users, emp_memberships, embedded = users_from_blocks(user_blocks)
+    listed, group_memberships = groups_from_blocks(group_blocks)
     memberships = pl.concat([group_memberships, emp_memberships]).unique(maintain_order=True)
     groups, memberships, ignored = _without_unusable_group_ids(group_union(listed, embedded), memberships)
     return SourceSnapshot(

@@ -39,6 +39,14 @@ truth: still too few records is an IncompleteListingError (permanent). Reads tha
 InconsistentListingError (transient). A missed page must never reach matching, where it would flag its
 employees `non_matching`.
 
+Reducing pages: a read keeps of each page only its ids (all the checks above compare: positions, repeats,
+totals, the fingerprint of two reads) and what the caller's `reduce(position, records)` makes of its records,
+called on the thread that fetched the page as soon as it arrives, so that the page's raw records are dropped
+there and then; a listing of a million decoded records is never held (issue 16). Reduced pages are handed to
+`combine` in runs of COMBINE_PAGES as the checks pass them in order (and the rest when the read ends). A read
+that is not the answer (inconsistent, stopped) is dropped whole, its reduced pages with it; only its ids stay
+until the next read is compared with it. `read_listing` is the same with the records kept as they came.
+
 Reading again is a retry layer of its own: it follows only a read whose every page arrived (a page
 whose request still fails after its retries fails the listing at once), so it multiplies the requests
 made per page, up to `max_reads` times, not the attempts of a request that never succeeds.
@@ -50,13 +58,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sources.errors import IncompleteListingError, InconsistentListingError, PageLimitError
 
-MAX_PAGES = 10_000  # 1M records: far beyond any tenant; hitting it means paging never ends
+# 2M records: twice the largest tenant the product is sized for (1M users, issue 16); hitting it means paging
+# never ends. (It was 10,000, which a tenant of exactly 1M users needs plus the empty page that ends it.)
+MAX_PAGES = 20_000
 # Pages in flight at once. 8 x 100 records keeps a 30 ms-latency source ~8x faster than one page at a time
 # while staying far below any documented rate limit; a 429 pauses all of them together.
 DEFAULT_CONCURRENCY = 8
@@ -65,12 +75,30 @@ MAX_READS = 3  # reads of one listing before an inconsistent source fails the ru
 
 Page = tuple[list[Any], int | None]  # a page's records and its X-Total-Count (None when absent)
 FetchPage = Callable[[int, int], Page]  # (page index, page size) -> the page at offset index * size
+P = TypeVar("P")  # a page as reduced
+B = TypeVar("B")  # a run of reduced pages, combined
+# (position of the page's first record in the listing, the page's records) -> what a read keeps of the page.
+# Called on the thread that fetched the page, pages of one read possibly at once: it must be thread-safe.
+ReducePage = Callable[[int, list[Any]], P]
+# Reduced pages that follow one another, in order -> one value for all of them (called on the reading thread).
+CombinePages = Callable[[list[P]], B]
+# Reduced pages are combined as soon as this many in a row are checked (and the rest when the read ends):
+# blocks of 5,000 records, so that a page's few values need no container of their own for long.
+COMBINE_PAGES = 50
 # An id repeated across pages: (id, position of its first occurrence, position of the repeat) in the listing.
 Repeat = tuple[str, int, int]
 
 
 def _id_of(record: Any) -> str | None:
     return record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+
+
+def _records(_start: int, records: list[Any]) -> list[Any]:
+    return records
+
+
+def _joined(pages: list[list[Any]]) -> list[Any]:
+    return [record for page in pages for record in page]
 
 
 def window(timings: list[tuple[float, float]], concurrency: int) -> int:
@@ -97,15 +125,24 @@ class Pager:
 
         `what` names the listing in error messages ("Unified.to /employee for connection c1").
         """
-        repeats = _Repeats()
-        listing = self._read(fetch, self.page_size, what, repeats)
+        return _joined(self.read_pages(fetch, what, _records, _joined))
+
+    def read_pages(self, fetch: FetchPage, what: str, reduce: ReducePage[P], combine: CombinePages[P, B]) -> list[B]:
+        """A listing as `read_listing` reads it, each page reduced as it arrives, `reduce(position, records)`,
+        and the reduced pages combined in order, `combine(pages)`, in runs of COMBINE_PAGES as they are checked
+        (and the pages left when the read ends): the combined runs of the pages up to the one that ended the
+        listing, in order (module docstring, "Reducing pages").
+        """
+        repeats, reducer = _Repeats(), _Reducer(reduce, combine)
+        listing = self._read(fetch, self.page_size, what, repeats, reducer)
         for read in range(1, self.max_reads):
             if listing.problem is None:
-                return listing.records
+                return listing.pages
+            listing = replace(listing, pages=[])  # never the answer now: only its fingerprint is compared
             # Every other read pages with one record less per page: a repeat that depends on where the
             # pages break (drift, an off-by-one offset) then moves, while the source's own duplicates stay.
             size = self.page_size if read % 2 == 0 else max(1, self.page_size - 1)
-            again = self._read(fetch, size, what, repeats)
+            again = self._read(fetch, size, what, repeats, reducer)
             if again.problem is not None and not again.stopped and again.fingerprint == listing.fingerprint:
                 if again.incomplete:
                     raise IncompleteListingError(
@@ -113,44 +150,43 @@ class Pager:
                         "nothing was changed, since the missing employees would be flagged non_matching",
                         tenant=self.tenant,
                     )
-                return again.records  # two whole reads that agree (on totals that disagree): the source's truth
+                return again.pages  # two whole reads that agree (on totals that disagree): the source's truth
             listing = again
         if listing.problem is None:
-            return listing.records
+            return listing.pages
         raise InconsistentListingError(
             f"{what} gave a different listing on each of {self.max_reads} reads "
             f"({listing.problem}): it changed while being paged, or pages inconsistently; nothing was changed",
             tenant=self.tenant,
         )
 
-    def _read(self, fetch: FetchPage, size: int, what: str, repeats: _Repeats) -> _Listing:
+    def _read(self, fetch: FetchPage, size: int, what: str, repeats: _Repeats, reducer: _Reducer[P, B]) -> _Listing[B]:
         """One read of a listing, with what looks inconsistent about it. `repeats` is what the reads of this
         listing found out about repeated ids so far, and learns what this one finds."""
-        read = _Read(size, is_own=partial(self._is_own, fetch, size, repeats, {}))
+        read = _Read(size, is_own=partial(self._is_own, fetch, size, repeats, {}), reducer=reducer)
         pages, overflow = self._read_pages(fetch, read, what)
         if read.repeat is not None:  # stopped at the first repeat not known to be the source's own
             repeats.stopped[read.repeat] = size
             return _Listing(
-                records=[],
+                pages=[],
                 fingerprint=((), ()),
                 problem=f"an id repeated across pages (page {read.end} of {size} records)",
                 incomplete=False,
                 stopped=True,
             )
-        records = [record for page, _total in pages for record in page]
-        ids = [_id_of(record) for record in records]
-        announced = {t for _page, t in pages if t is not None}
+        ids = tuple(record_id for page_ids, _total in pages for record_id in page_ids)
+        announced = {total for _ids, total in pages if total is not None}
         problems: list[str] = []
         if len(announced) > 1:
             problems.append("the total count changed while paging")
-        short = len(announced) == 1 and len(records) < next(iter(announced))
+        short = len(announced) == 1 and len(ids) < next(iter(announced))
         if short:
-            problems.append(f"{len(records)} records where X-Total-Count announced {next(iter(announced))}")
+            problems.append(f"{len(ids)} records where X-Total-Count announced {next(iter(announced))}")
         if overflow:
             problems.append("records beyond the short page that ended the listing")
         return _Listing(
-            records=records,
-            fingerprint=(tuple(ids), tuple(sorted(announced))),
+            pages=read.kept_pages(),
+            fingerprint=(ids, tuple(sorted(announced))),
             problem="; ".join(problems) or None,
             incomplete=short or overflow,
         )
@@ -187,10 +223,10 @@ class Pager:
         repeats.own.add(repeat)
         return True
 
-    def _read_pages(self, fetch: FetchPage, read: _Read, what: str) -> tuple[list[Page], bool]:
-        """One read's pages in order up to the first short one (or the first page with a repeated id that is
-        not the source's own), and whether any page fetched beyond a short one held records (then it was
-        not the end). Stop rule and window: module docstring.
+    def _read_pages(self, fetch: FetchPage, read: _Read[P, B], what: str) -> tuple[list[_Ids], bool]:
+        """The ids and X-Total-Count of one read's pages in order up to the first short one (or the first page
+        with a repeated id that is not the source's own), and whether any page fetched beyond a short one held
+        records (then it was not the end). Stop rule and window: module docstring.
         """
         size = read.size
         next_index = 0
@@ -199,7 +235,7 @@ class Pager:
         # One at a time while probing, and for good when the window stays 1.
         while read.end is None and next_index < self.max_pages and (window_size == 1 or len(timings) < PROBE_PAGES):
             wall, cpu = time.perf_counter(), time.thread_time()
-            read.arrived(next_index, fetch(next_index, size))
+            read.arrived(next_index, _arrive(fetch, read.reducer.reduce, next_index, size))
             if next_index > 0:  # page 0 also pays for connecting
                 timings.append((time.perf_counter() - wall, time.thread_time() - cpu))
             next_index += 1
@@ -208,16 +244,16 @@ class Pager:
         if read.end and read.repeat is None and read.hint is None and next_index == read.end + 1 < self.max_pages:
             # Without a total, a concurrent read would have asked past a short page in the middle: so do we.
             # (A short first page is taken as it is, as before: it is what the guard's empty-source rule is for.)
-            read.arrived(next_index, fetch(next_index, size))
+            read.arrived(next_index, _arrive(fetch, read.reducer.reduce, next_index, size))
             next_index += 1
         if read.end is None and next_index < self.max_pages:
             self._read_concurrently(fetch, read, window_size, next_index)
         if read.end is None:
             raise PageLimitError(f"{what} did not end within {self.max_pages} pages", tenant=self.tenant)
-        overflow = read.repeat is None and any(page for i, (page, _total) in read.pages.items() if i > read.end)
+        overflow = read.repeat is None and any(ids for i, (ids, _total) in read.pages.items() if i > read.end)
         return [read.pages[i] for i in range(read.end + 1)], overflow
 
-    def _read_concurrently(self, fetch: FetchPage, read: _Read, window_size: int, next_index: int) -> None:
+    def _read_concurrently(self, fetch: FetchPage, read: _Read[P, B], window_size: int, next_index: int) -> None:
         """Read on from page `next_index` with up to `window_size` pages in flight, until a short page.
 
         With an X-Total-Count, exactly the pages it implies are requested; without one (or past it),
@@ -225,7 +261,7 @@ class Pager:
         """
         hint = read.hint
         pool = ThreadPoolExecutor(max_workers=window_size, thread_name_prefix="listing-page")
-        in_flight: dict[Future[Page], int] = {}
+        in_flight: dict[Future[_Arrived[P]], int] = {}
         try:
             while True:
                 while (
@@ -234,7 +270,7 @@ class Pager:
                     and next_index < self.max_pages
                     and (hint is None or next_index <= hint)
                 ):
-                    in_flight[pool.submit(fetch, next_index, read.size)] = next_index
+                    in_flight[pool.submit(_arrive, fetch, read.reducer.reduce, next_index, read.size)] = next_index
                     next_index += 1
                 if not in_flight:
                     if read.end is None and next_index < self.max_pages:
@@ -249,37 +285,80 @@ class Pager:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+_Ids = tuple[list[str | None], int | None]  # a page's ids (what the consistency checks compare) and its total
+
+
+@dataclass(frozen=True)
+class _Reducer(Generic[P, B]):
+    """What a read keeps of its pages (Pager.read_pages)."""
+
+    reduce: ReducePage[P]
+    combine: CombinePages[P, B]
+
+
+@dataclass(frozen=True)
+class _Arrived(Generic[P]):
+    """A page as it arrives: its ids, what `reduce` kept of its records, and its X-Total-Count. Not its records."""
+
+    ids: list[str | None]
+    kept: P
+    total: int | None
+
+
+def _arrive(fetch: FetchPage, reduce: ReducePage[P], index: int, size: int) -> _Arrived[P]:
+    """Page `index` at `size`, reduced on the thread that fetched it: its raw records go when this returns."""
+    records, total = fetch(index, size)
+    return _Arrived([_id_of(record) for record in records], reduce(index * size, records), total)
+
+
 @dataclass
-class _Read:
+class _Read(Generic[P, B]):
     """One read of a listing in progress: its pages so far, the page that ended it, the last page announced,
     and the ids seen so far (pages are checked for repeats in order, whatever order they arrive in)."""
 
     size: int
     is_own: Callable[..., bool]  # (repeat, from_page_before=...): the source's own duplicate? (Pager._is_own)
-    pages: dict[int, Page] = field(default_factory=dict)
+    reducer: _Reducer[P, B]  # what is kept of each page's records
+    pages: dict[int, _Ids] = field(default_factory=dict)
+    kept: dict[int, P] = field(default_factory=dict)  # what `reduce` kept of each page not yet combined
+    combined: list[B] = field(default_factory=list)  # `combine` of pages 0 .. COMBINE_PAGES * len(combined) - 1
     end: int | None = None  # the first short page, or the page of `repeat`
     hint: int | None = None  # the last page page 0's X-Total-Count implies (None: no total)
     repeat: Repeat | None = None  # the repeated id that stopped the read
     checked: int = 0  # pages checked for repeated ids so far (pages 0 .. checked - 1)
     first_at: dict[str, int] = field(default_factory=dict)  # id -> where it first stood, on the pages checked
 
-    def arrived(self, index: int, result: Page) -> None:
-        self.pages[index] = result
-        page, total = result
+    def arrived(self, index: int, page: _Arrived[P]) -> None:
+        self.pages[index] = (page.ids, page.total)
+        self.kept[index] = page.kept
         if index == 0:
-            self.hint = total // self.size if total is not None else None
-        if len(page) < self.size and (self.end is None or index < self.end):
+            self.hint = page.total // self.size if page.total is not None else None
+        if len(page.ids) < self.size and (self.end is None or index < self.end):
             self.end = index
         while self.repeat is None and self.checked in self.pages and (self.end is None or self.checked <= self.end):
             self._check(self.checked)
             self.checked += 1
+        while self.repeat is None and self.checked - self.uncombined >= COMBINE_PAGES:
+            # Checked pages are the listing's (or the read is dropped whole): no later page can change them.
+            start = self.uncombined
+            self.combined.append(self.reducer.combine([self.kept.pop(i) for i in range(start, start + COMBINE_PAGES)]))
+
+    @property
+    def uncombined(self) -> int:
+        """The first page not combined yet."""
+        return COMBINE_PAGES * len(self.combined)
+
+    def kept_pages(self) -> list[B]:
+        """What is kept of the pages up to the one that ended the read, combined, in order."""
+        assert self.end is not None
+        rest = [self.kept[i] for i in range(self.uncombined, self.end + 1)]
+        return [*self.combined, self.reducer.combine(rest)] if rest else list(self.combined)
 
     def _check(self, index: int) -> None:
         """Stop the read at page `index` if it repeats an id of an earlier page that is not the source's own."""
         start = index * self.size
         on_page: dict[str, int] = {}
-        for offset, record in enumerate(self.pages[index][0]):
-            record_id = _id_of(record)
+        for offset, record_id in enumerate(self.pages[index][0]):
             if record_id is None:
                 continue
             first = self.first_at.get(record_id)
@@ -302,8 +381,8 @@ class _Repeats:
 
 
 @dataclass(frozen=True)
-class _Listing:
-    records: list[Any]
+class _Listing(Generic[B]):
+    pages: list[B]  # `combine` of runs of the reduced pages, in order
     fingerprint: tuple[tuple[str | None, ...], tuple[int, ...]]  # ids in order, the totals announced
     problem: str | None  # why the read looks inconsistent, or None
     incomplete: bool  # records are missing (fewer than announced, or more after the last page)

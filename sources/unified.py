@@ -3,8 +3,11 @@ connection object itself (read to check it, deleted on disconnect).
 
 The Unified.to side only: the `/hris/{connection_id}` endpoints, their page parameters and field
 selections. Requests and their retries are `sources.http`'s; paging, its stop rule and the
-consistent-listing re-reads are `sources.paging`'s. Payloads are returned raw; `sources.normalize`
-turns them into the frames of `sources.model`.
+consistent-listing re-reads are `sources.paging`'s. Payloads are returned raw (`list_employees`,
+`list_groups`), or each page handed as it arrives to a reducer that keeps what it needs of it
+(`employee_pages`, `group_pages`: the extract's `sources.normalize.read_user_page` and `read_group_page`,
+so that a large tenant's raw records are never all held at once); `sources.normalize` turns them into the
+frames of `sources.model`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from sources.errors import MalformedPayloadError, SourceNotFoundError
 from sources.http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, SourceHttp
-from sources.paging import DEFAULT_CONCURRENCY, MAX_PAGES, MAX_READS, Page, Pager
+from sources.paging import (
+    DEFAULT_CONCURRENCY,
+    MAX_PAGES,
+    MAX_READS,
+    B,
+    CombinePages,
+    P,
+    Page,
+    Pager,
+    ReducePage,
+)
 
 PAGE_SIZE = 100  # Unified's default and maximum page size
 USER_AGENT = "employee-provisioning/0.1 (+unified-hris-client)"
@@ -108,15 +121,27 @@ class UnifiedClient:
 
     def list_employees(self) -> list[Any]:
         """Every HrisEmployee of the connection, raw (normalize them with `sources.normalize`)."""
-        return self._list("/employee", EMPLOYEE_FIELDS)
+        return self._pager.read_listing(*self._listing("/employee", EMPLOYEE_FIELDS))
 
     def list_groups(self) -> list[Any]:
         """Every HrisGroup of the connection, raw. SourceNotSupportedError (501) where the integration lists no
         groups (Personio: its groups arrive only in the employees' `groups[]`)."""
-        return self._list("/group", GROUP_FIELDS)
+        return self._pager.read_listing(*self._listing("/group", GROUP_FIELDS))
 
-    def _list(self, path: str, fields: str) -> list[Any]:
-        return self._pager.read_listing(partial(self._page, path, fields), f"Unified.to {path} {self._where}")
+    def employee_pages(self, reduce: ReducePage[P], combine: CombinePages[P, B]) -> list[B]:
+        """The HrisEmployees of the connection, each page `reduce(position, records)`d as it arrives and runs of
+        them `combine`d, in listing order; a page's raw records are dropped once reduced. `reduce` must be
+        thread-safe: `sources.paging.Pager.read_pages`."""
+        return self._pager.read_pages(*self._listing("/employee", EMPLOYEE_FIELDS), reduce, combine)
+
+    def group_pages(self, reduce: ReducePage[P], combine: CombinePages[P, B]) -> list[B]:
+        """The HrisGroups of the connection, as `employee_pages` reads the employees; SourceNotSupportedError as
+        `list_groups`."""
+        return self._pager.read_pages(*self._listing("/group", GROUP_FIELDS), reduce, combine)
+
+    def _listing(self, path: str, fields: str) -> tuple[Callable[[int, int], Page], str]:
+        """The page fetch of a listing and its name in error messages."""
+        return partial(self._page, path, fields), f"Unified.to {path} {self._where}"
 
     def _page(self, path: str, fields: str, index: int, size: int) -> Page:
         """The page at offset `index * size` and its X-Total-Count (None when absent or unreadable)."""
