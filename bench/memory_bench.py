@@ -25,22 +25,17 @@ import os
 import platform
 import re
 import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scratch import scratch_database  # bench/ is the script's own folder, first on sys.path
+from sync_bench import CONNECTION, TOKEN, simulator_process
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "bench-token"
-CONNECTION = "conn-bench"
 MB = 1024 * 1024
 
 # Issue 16, target 2: (users, what is held to it).
@@ -133,36 +128,10 @@ RUN_FLOOR_KB = [0]  # the run's peak so far, across the per-stage resets
 # ---- the simulator ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _simulator(users: int, seed: int, latency_ms: float) -> Iterator[str]:
+def _simulator(users: int, seed: int, latency_ms: float) -> AbstractContextManager[str]:
     """The simulator serving a generated tenant (entra, as bench/sync_bench.py's) from its own process."""
-    port = _free_port()
-    code = (
-        "from simulator.serve import run_simulator_command; "
-        f"run_simulator_command(port={port}, users={users}, seed={seed}, connection_id={CONNECTION!r}, "
-        f"token={TOKEN!r}, latency_ms={latency_ms})"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 900  # a million users take minutes to generate on a busy machine
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the simulator did not start") from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    arguments = f"users={users}, seed={seed}, connection_id={CONNECTION!r}, token={TOKEN!r}, latency_ms={latency_ms}"
+    return simulator_process(arguments, start_timeout=900)  # a million users take minutes to generate when busy
 
 
 # ---- the runs -----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,16 +56,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _simulator(dataset_file: Path, latency_ms: float) -> Any:
+def simulator_process(arguments: str, *, start_timeout: float = 120) -> Iterator[str]:
+    """The simulator in a process of its own, `run_simulator_command(port=..., <arguments>)` (the dataset, the
+    connection, the token, the latency), until the block ends; yields its base URL once it accepts connections.
+    bench/memory_bench.py starts its generated tenants through it too."""
     port = _free_port()
-    code = (
-        "from simulator.serve import run_simulator_command; "
-        f"run_simulator_command(port={port}, dataset={str(dataset_file)!r}, connection_id={CONNECTION!r}, "
-        f"token={TOKEN!r}, latency_ms={latency_ms})"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    code = f"from simulator.serve import run_simulator_command; run_simulator_command(port={port}, {arguments})"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_timeout
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -76,7 +76,13 @@ def _simulator(dataset_file: Path, latency_ms: float) -> Any:
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
+
+
+def _simulator(dataset_file: Path, latency_ms: float) -> Any:
+    return simulator_process(
+        f"dataset={str(dataset_file)!r}, connection_id={CONNECTION!r}, token={TOKEN!r}, latency_ms={latency_ms}"
+    )
 
 
 def _write(path: Path, dataset: dict[str, Any]) -> None:
