@@ -7,6 +7,10 @@ callback, which Unified.to's redirect reaches in the admin's browser.
 
 from __future__ import annotations
 
+import settings.allocator  # noqa: F401  (first: polars reads its allocator's settings as it loads)
+
+# isort: split
+
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode

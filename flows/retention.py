@@ -7,6 +7,10 @@ counts and tenant ids only.
 
 from __future__ import annotations
 
+import settings.allocator  # noqa: F401  (first: polars reads its allocator's settings as it loads)
+
+# isort: split
+
 from typing import Any
 
 from prefect import flow, get_run_logger

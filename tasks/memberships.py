@@ -43,20 +43,21 @@ def membership_changes(plan: pl.DataFrame, wanted: pl.DataFrame, current: pl.Dat
     employees are after the run, linked to which source user), the memberships wanted and the current ones
     (employee_id, group_id)."""
     employee = pl.col("employee_id").is_not_null()
-    unjudged = plan.filter(employee & pl.col("action").is_in(UNJUDGED)).select("employee_id")
-    staying = plan.filter(
-        (employee & ~pl.col("action").is_in(["deleted", *UNJUDGED])) | (pl.col("action") == "created")
-    )
+    # Only the plan's three columns these need (filtering the whole plan copied all 22 of its columns).
+    who = plan.select("employee_id", "source_user_id", "action")
+    unjudged = who.filter(employee & pl.col("action").is_in(UNJUDGED)).select("employee_id")
+    staying = who.filter((employee & ~pl.col("action").is_in(["deleted", *UNJUDGED])) | (pl.col("action") == "created"))
     want = (
         staying.select("employee_id", "source_user_id")
         .drop_nulls("source_user_id")
         .join(wanted, on="source_user_id", how="inner")
     )
-    joined = want.join(current, on=["employee_id", "group_id"], how="anti")  # a null id (created) never matches
+    want, held, pair = _paired(want, current)
+    joined = want.join(held.select(pair), on=pair, how="anti")  # a null id (created) never matches
     left = (
-        current.join(unjudged, on="employee_id", how="anti")
-        .join(want.select("employee_id", "group_id").drop_nulls(), on=["employee_id", "group_id"], how="anti")
-        .join(plan.filter(employee).select("employee_id", "source_user_id"), on="employee_id", how="left")
+        held.join(unjudged, on="employee_id", how="anti")
+        .join(want.select(pair).drop_nulls(), on=pair, how="anti")
+        .join(who.filter(employee).select("employee_id", "source_user_id"), on="employee_id", how="left")
     )
     changes = pl.concat(
         [
@@ -65,6 +66,30 @@ def membership_changes(plan: pl.DataFrame, wanted: pl.DataFrame, current: pl.Dat
         ]
     )
     return changes.cast(pl.Schema(MEMBERSHIP_CHANGE_SCHEMA)).sort("action", "group_id", "employee_id", nulls_last=True)
+
+
+def _paired(want: pl.DataFrame, current: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """`want` and `current` with one integer naming each (employee, group) pair, and the columns to join them on.
+
+    A join on (employee_id, group_id) hashes an encoded row of both per membership; one Int64 key, the employee id
+    shifted left past a number for the group id, takes half the memory: at a million employees in three million
+    memberships, 0.3 GB at the peak instead of 0.7 GB (bench/README.md, "Memory"). Where the employee ids are too
+    large to leave room for the group numbers (never with a database sequence), the pair itself is the key.
+    """
+    numbers = pl.concat([want.get_column("group_id"), current.get_column("group_id")]).unique().to_frame()
+    bits = max(numbers.height, 1).bit_length()
+    largest = max(want.get_column("employee_id").max() or 0, current.get_column("employee_id").max() or 0)
+    if not 0 <= int(largest) < 1 << (62 - bits):  # type: ignore[arg-type]
+        return want, current, ["employee_id", "group_id"]
+    numbers = numbers.with_row_index("group_number")
+
+    def keyed(frame: pl.DataFrame) -> pl.DataFrame:
+        number = pl.col("group_number").cast(pl.Int64())
+        return frame.join(numbers, on="group_id", how="left").select(
+            pl.exclude("group_number"), pair=pl.col("employee_id") * (1 << bits) + number
+        )
+
+    return keyed(want), keyed(current), ["pair"]
 
 
 def current_memberships(tenant: str) -> pl.DataFrame:
