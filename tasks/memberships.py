@@ -27,15 +27,12 @@ def wanted_memberships(
     selected_group_ids: Sequence[str],
     all_users: bool,
 ) -> pl.DataFrame:
-    """(source_user_id, group_id): the in-scope users' memberships of the groups the tenant keeps."""
+    """(source_user_id, group_id): the in-scope users' memberships of the groups the tenant keeps, each pair once
+    as flatten's memberships hold each pair once (tasks/flatten.py)."""
     kept_groups = listed_group_ids if all_users else pl.Series(list(selected_group_ids), dtype=pl.String())
-    return (
-        flat_memberships.filter(
-            pl.col("group_id").is_in(kept_groups.implode()) & pl.col("user_id").is_in(in_scope_user_ids.implode())
-        )
-        .select(source_user_id=pl.col("user_id"), group_id=pl.col("group_id"))
-        .unique()
-    )
+    return flat_memberships.filter(
+        pl.col("group_id").is_in(kept_groups.implode()) & pl.col("user_id").is_in(in_scope_user_ids.implode())
+    ).select(source_user_id=pl.col("user_id"), group_id=pl.col("group_id"))
 
 
 def membership_changes(plan: pl.DataFrame, wanted: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
