@@ -6,7 +6,9 @@
 
 Everything runs on this machine, each part in a process of its own, as in production:
 
-- a Prefect server (`prefect server start`, a temporary PREFECT_HOME, its own SQLite database);
+- a Prefect server (`prefect server start`, a temporary PREFECT_HOME, its own database: a scratch PostgreSQL
+  one, or SQLite with `--prefect-db sqlite`), with the settings README's "Operating it on a Prefect server"
+  gives it (`SERVER_SETTINGS`; `--server-defaults` starts it with Prefect's defaults instead, to compare);
 - the Unified.to simulator over real HTTP, one process serving one generated source of `--users` users
   under one connection id per tenant (the simulator serves every connection the same data, and a connection
   belongs to one tenant: the cheapest faithful way to have N tenants, since each run reads, normalizes,
@@ -53,6 +55,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
 TARGET_SECONDS_PER_TENANT = 0.3  # issue 16: 1,000 tenants in at most 5 minutes
 POOL = "provisioning"  # prefect.yaml's work pool
+# The product's Prefect server settings, as README's "Operating it on a Prefect server" exports them before
+# `prefect server start` (tests/test_many_tenants.py keeps the two the same). Prefect records task runs from
+# the state events their clients send, by default one event per database transaction: eight task runs of three
+# events each per tenant. In batches of up to 100 events (a task run's state shows in the UI up to a second
+# later) the server spends about a third less CPU per tenant, its database more than half less (bench/README.md).
+SERVER_SETTINGS = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+}
 
 
 def _free_port() -> int:
@@ -201,14 +212,20 @@ print(json.dumps(sync_all(deployment="sync-tenant/sync-tenant", max_concurrent=i
 
 @contextmanager
 def infrastructure(
-    tenants: int, users: int, *, prefect_db: str = "postgres", keep_logs: str | None = None
+    tenants: int,
+    users: int,
+    *,
+    prefect_db: str = "postgres",
+    keep_logs: str | None = None,
+    server_settings: dict[str, str] = SERVER_SETTINGS,
 ) -> Iterator[tuple[dict[str, str], Path, dict[str, int]]]:
     """The Prefect server, the simulator and the employee database with `tenants` tenants set up; yields the
     environment of a process that syncs them (PREFECT_API_URL, PROVISIONING_DATABASE_URL, the token), the
     folder of the logs and the process groups of the server and the simulator (for `cpu_seconds`).
 
     `prefect_db`: the Prefect server's own database, `postgres` (a second scratch database, as README's
-    "Operating it on a Prefect server" runs it) or `sqlite` (Prefect's default, a file in its home)."""
+    "Operating it on a Prefect server" runs it) or `sqlite` (Prefect's default, a file in its home).
+    `server_settings`: the server's own environment on top (README's; `{}` for Prefect's defaults)."""
     tmp = Path(tempfile.mkdtemp(prefix="many-tenants-"))
     prefect = [sys.executable, "-m", "prefect"]
     try:
@@ -223,9 +240,12 @@ def infrastructure(
                 server_url = prefect_database_url.replace("postgresql+psycopg://", "postgresql+asyncpg://")
                 env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = server_url
             base_url = f"http://127.0.0.1:{sim_port}"
+            server_env = {**env, **server_settings}
             with (
                 _process(
-                    [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, tmp / "server.log"
+                    [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                    server_env,
+                    tmp / "server.log",
                 ) as server,
                 _process(
                     [sys.executable, "-c", _SIMULATOR, str(sim_port), str(users), str(tenants), TOKEN],
@@ -262,7 +282,13 @@ def process_worker(env: dict[str, str], tmp: Path, limit: int) -> Iterator[int]:
 def run_backfill(args: argparse.Namespace) -> dict[str, Any]:
     """Set everything up, time the backfill, and read what it did."""
     provision = str(Path(sys.executable).parent / "provision")
-    setup = infrastructure(args.tenants, args.users, prefect_db=args.prefect_db, keep_logs=args.keep_logs)
+    setup = infrastructure(
+        args.tenants,
+        args.users,
+        prefect_db=args.prefect_db,
+        keep_logs=args.keep_logs,
+        server_settings={} if args.server_defaults else SERVER_SETTINGS,
+    )
     with setup as (env, tmp, groups):
         if args.through_deployment:
             worker: Any = process_worker(env, tmp, args.max_concurrent)
@@ -323,7 +349,8 @@ def _summary(
         "users": args.users,
         "max_concurrent": args.max_concurrent,
         "mode": ("through the deployment, a process worker" if args.through_deployment else "provision sync-all")
-        + f"; Prefect server on {args.prefect_db}",
+        + f"; Prefect server on {args.prefect_db}"
+        + (", Prefect's default settings" if args.server_defaults else ", README's settings"),
         "wall_s": wall,
         "per_tenant_s": wall / args.tenants,
         "exit_code": exit_code,
@@ -377,6 +404,9 @@ def main() -> None:
         "--through-deployment", action="store_true", help="each tenant's run through the deployment, on a worker"
     )
     parser.add_argument("--prefect-db", choices=["postgres", "sqlite"], default="postgres", help="the Prefect server's")
+    parser.add_argument(
+        "--server-defaults", action="store_true", help="the Prefect server on Prefect's defaults, not README's"
+    )
     parser.add_argument(
         "--keep-logs", metavar="DIR", help="copy the server's, simulator's, worker's and backfill's logs"
     )

@@ -107,11 +107,13 @@ def render_counts(result: dict[str, Any]) -> None:
 
 def quiet_prefect(verbose: bool) -> None:
     """A sync from the CLI prints its counts, or one sentence; Prefect's own lines only with `--verbose`
-    (warnings and errors always). Set before Prefect is first imported, which reads it then."""
+    (warnings and errors always). Only the terminal's handler is quieted: the run's log lines still reach the
+    Prefect server, where the run's log shows them (PREFECT_LOGGING_LEVEL would drop them before any handler).
+    Set before Prefect is first imported, which reads it then."""
     import os
 
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 class _ExplainedWithoutTraceback:
@@ -133,7 +135,7 @@ def run_sync(
     import logging
 
     from domain.errors import ExplainedError
-    from flows.sync_tenant import sync_tenant
+    from flows.sync_tenant import sync_tenant, without_heartbeats
     from settings import unified_token
     from store.access import audit
     from store.models import utcnow
@@ -149,7 +151,7 @@ def run_sync(
         audit(engine(), tenant=tenant, actor="cli", action="sync_started", new=change)
         since = utcnow()
         try:
-            with interrupts_reported(tenant, since):
+            with interrupts_reported(tenant, since), without_heartbeats():  # the person watching is its heartbeat
                 return sync_tenant(
                     tenant, dry_run=dry_run, override_guard=override_guard, trigger=trigger, wait_for_lock=wait_for_lock
                 )

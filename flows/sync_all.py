@@ -1,7 +1,8 @@
 """Backfills: one sync-tenant run per tenant (all syncable tenants, or a given list), a few at a time.
 
 Each tenant's run is its own flow run, named `backfill-<tenant>`, with trigger `backfill`. Locally (and
-by default) they run as subflows in this process on a bounded thread pool, `max_concurrent` at once; with
+by default) they run as subflows in this process on a bounded thread pool, `max_concurrent` at once, without
+heartbeats of their own (flows/sync_tenant.py `without_heartbeats` says why); with
 `deployment` set (as prefect.yaml does: `sync-tenant/sync-tenant`) each is started through that deployment,
 so workers of the pool share them out. One tenant's failure never stops the others; the result (and a
 markdown artifact `sync-all`) lists every tenant's outcome.
@@ -31,7 +32,7 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import Engine, Row, select
 
 from domain.errors import ExplainedError, describe
-from flows.sync_tenant import sync_tenant
+from flows.sync_tenant import sync_tenant, without_heartbeats
 from store.db import make_engine
 from store.locks import TenantBusyError
 from store.models import Run, utcnow
@@ -231,7 +232,10 @@ def sync_all(
             return _run_through_deployment(deployment, tenant, dry_run)
         return _run_in_process(tenant, dry_run)
 
-    with ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="backfill") as pool:
+    with (
+        without_heartbeats(),  # for the tenants' runs in this process: this run's heartbeat speaks for them
+        ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="backfill") as pool,
+    ):
         # Each thread gets a copy of this flow run's context, so the tenants' runs are its subflows.
         futures = {t: pool.submit(contextvars.copy_context().run, one, t) for t in chosen}
         results = {t: f.result() for t, f in futures.items()}

@@ -1,12 +1,18 @@
 """The per-tenant sync flow: wires the stages of design.md together, and nothing else (but giving the run's
-memory back to the operating system when it ends: a worker process runs many)."""
+memory back to the operating system when it ends: a worker process runs many, and how a process that runs it
+in-process for a caller who watches it goes without flow-run heartbeats)."""
 
 from __future__ import annotations
+
+import settings.allocator  # noqa: F401  (first: polars reads its allocator's settings as it loads)
+
+# isort: split
 
 import ctypes
 import ctypes.util
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -174,6 +180,26 @@ def run_stages(
         "counts": planned.counts,
         "totals": totals(planned.plan),
     }
+
+
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs started in this block (and in threads given a copy of its context) send no flow-run heartbeats.
+
+    For runs a process runs in-process for a caller that watches them itself: `provision sync` (a person at a
+    terminal) and a backfill's tenants (subflows of the backfill's own flow run, which keeps its heartbeat: the
+    process that runs them is its). Prefect's engine starts a heartbeat thread for every flow run and joins it at
+    the run's end, and that thread sleeps in one-second steps: a run lasted until a whole second after its start,
+    its thread idle meanwhile (a 0.35 s tenant run took 1.1 s; bench/README.md, "Many tenants"), and every run
+    also sent one more event for the server to store. Heartbeats serve one thing, an automation that marks a run
+    whose heartbeats stop as crashed: the product sets up none (its alert automation, deployments/alerts.py,
+    matches its own events), and a run whose process died is found by its run row (`abandoned`, store/repo.py).
+    Runs that a worker starts (deployments, schedules) keep their heartbeats.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def give_memory_back() -> None:

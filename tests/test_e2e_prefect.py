@@ -166,3 +166,41 @@ def test_run_now_on_a_tenants_deployment_syncs_it_through_a_worker(
     assert api_run["counts"]["created"] == 1
     engine.dispose()
     print(f"e2e wall time: {time.monotonic() - started:.1f} s")
+
+
+def test_a_sync_from_the_cli_prints_its_counts_only_and_its_run_log_reaches_the_server(
+    tmp_path: Path, sqlite_url: str, upstream: Upstream
+) -> None:
+    """`provision sync` keeps Prefect's lines off the terminal (without --verbose), not out of the run's log on
+    the server: each stage's figures are there for whoever opens the flow run in the UI."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.prefect_server import prefect_server, prefect_settings
+    from tests.processes import clean_env, run_provision
+
+    api = f"http://127.0.0.1:{free_port()}/api"
+    upstream.source.replace(in_one_group(staff(3)))
+    engine = make_engine(sqlite_url)
+    setup_tenant(engine, upstream, ["g"])
+    env = {**clean_env(tmp_path), **prefect_settings(tmp_path, api)}
+    with prefect_server(tmp_path, env):
+        synced = run_provision(
+            "sync", "acme", env={**env, "PROVISIONING_DATABASE_URL": sqlite_url, "UNIFIED_API_TOKEN": TOKEN}
+        )
+        assert synced.returncode == 0, synced.stderr
+        assert "created           3" in synced.stdout
+        assert "INFO" not in synced.stdout + synced.stderr  # no Prefect line on the terminal
+        with engine.connect() as conn:
+            flow_run_id = conn.execute(select(Run.flow_run_id).where(Run.tenant_id == "acme")).scalar_one()
+        with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 30  # the client ships its logs in batches, within a few seconds
+            while True:
+                logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+                lines = [log.message for log in logs]
+                if any(line.startswith("load: ") for line in lines) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+    stages = {line.split(":")[0] for line in lines}
+    assert {"extract", "match", "load"} <= stages, lines

@@ -72,6 +72,36 @@ def test_backfill_of_a_list_as_a_dry_run_writes_no_employee(engine: Engine) -> N
     assert employee_count(engine, "globex") == 0
 
 
+def heartbeats_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the flow runs that send a Prefect flow-run heartbeat from now on (each sends its first one
+    as it starts)."""
+    from prefect.flow_engine import FlowRunEngine
+
+    real = FlowRunEngine._emit_flow_run_heartbeat
+    sent: list[str] = []
+
+    def emit(self: Any, *args: Any, **kwargs: Any) -> None:
+        sent.append(self.flow_run.name)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowRunEngine, "_emit_flow_run_heartbeat", emit)
+    return sent
+
+
+@pytest.mark.usefixtures("tenants")
+def test_the_tenants_runs_of_a_backfill_send_no_heartbeats_of_their_own_and_the_backfill_keeps_its(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tenant's run does not wait at its end for a heartbeat thread that sleeps in one-second steps
+    (flows/sync_tenant.py `without_heartbeats`); the backfill's own run, whose process runs them, keeps it."""
+    from flows.sync_all import sync_all
+
+    sent = heartbeats_sent(monkeypatch)
+    results = sync_all(tenants=["acme", "globex"], max_concurrent=2)
+    assert {t: r["outcome"] for t, r in results.items()} == {"acme": "succeeded", "globex": "succeeded"}
+    assert sent == ["backfill-acme,globex"]
+
+
 # ---- many tenants: really concurrent, and not lost to a transient failure of the Prefect API -----------------
 
 
