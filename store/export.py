@@ -36,9 +36,14 @@ def person_export(engine: Engine, tenant_id: str, email: str) -> dict[str, Any] 
     norm = normalize_email(email.strip())
     with Session(engine) as session:
         get_tenant(session, tenant_id)
-        employee = session.scalars(
-            select(Employee).where(Employee.tenant_id == tenant_id, Employee.email_norm == norm)
-        ).first()
+        # No stored email holds a NUL byte (PostgreSQL stores none, and refuses one in a query).
+        employee = (
+            None
+            if "\x00" in norm
+            else session.scalars(
+                select(Employee).where(Employee.tenant_id == tenant_id, Employee.email_norm == norm)
+            ).first()
+        )
         suppressed = suppressed_since(engine, tenant_id, email)
         if employee is None and suppressed is None:
             return None

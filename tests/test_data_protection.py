@@ -154,6 +154,14 @@ def test_an_export_names_no_other_employee_of_a_bulk_audit_entry(engine: Engine,
     assert not any(emil in (e["old"] or {}).get("employees", []) for e in entries)
 
 
+def test_an_email_with_a_nul_byte_is_nobody_the_store_holds_not_a_database_error(
+    engine: Engine, renamed_twice: dict[str, int]
+) -> None:
+    # PostgreSQL refuses a NUL byte in a query (DataError, which the API answered with 500): no email holds one.
+    with pytest.raises(UnknownPerson, match="holds nothing about anyone with that email"):
+        export_person(engine, "acme", "dora.example\x00@acme.example", actor="dpo")
+
+
 def test_an_unknown_email_is_one_sentence(engine: Engine, renamed_twice: dict[str, int]) -> None:
     with pytest.raises(UnknownPerson, match="holds nothing about anyone with that email"):
         export_person(engine, "acme", "fritz@acme.example", actor="dpo")  # erased: nothing left
