@@ -422,6 +422,9 @@ class _Simulator:
         chunk = b" " * (1024 * 1024)
         pieces = [body[:-1], *([chunk] * (padding // len(chunk))), b" " * (padding % len(chunk)), body[-1:]]
         for piece in pieces:
+            # A checkpoint per piece, where the response is cancelled once the client has gone: after a disconnect
+            # uvicorn's send returns at once, and without one the rest would go to nobody in one tight loop.
+            await anyio.lowlevel.checkpoint()
             self.oversize_sent += len(piece)
             yield piece
 

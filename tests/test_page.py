@@ -221,7 +221,14 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
     browser.driver.execute_script("document.getElementById('policy').scrollIntoView()")
     browser.step("policy saved")
     service.upstream.source.replace(
-        dataset([*STAFF[:5], person("u5", "person5@acme.example", "Anna", "Nummer5", active=False)], GROUPS)
+        dataset(
+            [
+                *STAFF[:4],
+                {**STAFF[4], "terminated_at": "2031-03-31T00:00:00Z"},  # leaving: the end date ahead, still synced
+                person("u5", "person5@acme.example", "Anna", "Nummer5", active=False),
+            ],
+            GROUPS,
+        )
     )
     browser.button("Sync now").click()
     assert run_to_its_end(browser) == "succeeded"
@@ -231,6 +238,13 @@ def test_an_admin_clicks_through_connect_filter_save_and_sync_employees_history_
     assert terminated["icon"] == "status-terminated" and terminated["dot"] == RED
     assert terminated["reason"] == "disabled or terminated in the source; inactive for the platform"
     browser.step("terminated")
+    browser.open("/ui/t/acme/employees?q=person4")
+    leaving = rows(browser, "employees")[0].find_elements("css selector", "td")
+    assert (
+        leaving[1].text == "Anna Nummer4 leaves 2031-03-31"
+        and employee_rows(browser)["person4@acme.example"]["icon"] == "status-synced"
+    )
+    browser.step("leaving")
 
     # Run history, and one run's changes.
     browser.link("Sync history").click()
