@@ -206,13 +206,13 @@ def give_memory_back() -> None:
     """Hand the C heap's free pages back to the operating system when a run ends, so that a long-lived worker
     does not sit on the peak of its largest run (bench/README.md, "Memory").
 
-    The run's frames are gone by now (Prefect keeps no task result: persist_result=False, and its run context
-    holds weak references only), but glibc returns freed memory only from the top of its heap; `malloc_trim(0)`
-    returns every free page (1-7 ms after a 300k-user run). Where the C library has no such call (musl, macOS)
-    this does nothing. Polars' allocator (jemalloc) returns its own freed pages half a second to a second after
-    they were freed, as it next allocates or frees. Not done: a full `gc.collect()` here, which found only a
-    few hundred of Prefect's and httpx's objects in reference cycles (no frame of a run among them) and took
-    0.3-0.5 s per run; the collector's own schedule frees those.
+    glibc returns freed memory only from the top of its heap; `malloc_trim(0)` returns every free page (1-7 ms
+    after a 300k-user run). Where the C library has no such call (musl, macOS) this does nothing. Polars'
+    allocator returns its own freed pages at once (settings/allocator.py). Prefect 3.9 holds each stage task's
+    result until the flow run ends (the task's transaction keeps it, persist_result=False or not) and lets go of
+    them as the flow run ends: the pages they free then are trimmed by the next run's end. Not done: a full
+    `gc.collect()` here, which found only a few hundred of Prefect's and httpx's objects in reference cycles (no
+    frame of a run among them) and took 0.3-0.5 s per run; the collector's own schedule frees those.
     """
     trim = _malloc_trim()
     if trim is not None:
