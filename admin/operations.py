@@ -365,10 +365,14 @@ def create_employee(engine: Engine, tenant: str, *, email: str, first_name: str,
     return employee.id
 
 
-def delete_employee(engine: Engine, tenant: str, employee_id: int, *, actor: str) -> None:
-    """Delete a flagged or unmanaged employee by hand; a `synced` one is refused (the source is the truth)."""
-    with Session(engine) as session, session.begin():
-        get_tenant(session, tenant)
+def delete_employee(engine: Engine, tenant: str, employee_id: int, *, actor: str, wait: float | None = None) -> None:
+    """Delete a flagged or unmanaged employee by hand; a `synced` one is refused (the source is the truth).
+
+    Under the tenant's lock, as every change an admin makes to what a sync reads (`holding_tenant`): a sync that
+    had read the employees would otherwise write to, and record, one deleted meanwhile."""
+    with Session(engine) as session:
+        get_tenant(session, tenant)  # an unknown tenant: said without waiting for a sync
+    with holding_tenant(engine, tenant, doing="the deletion", wait=wait), Session(engine) as session, session.begin():
         status = session.scalar(select(Employee.status).where(Employee.tenant_id == tenant, Employee.id == employee_id))
         if status is None:
             raise StoreNotFound(f"Tenant {tenant!r} has no employee {employee_id}.")
@@ -407,13 +411,17 @@ def deletable_employees(
         return [{"id": r.id, "email": r.email, "since": r.updated_at.isoformat()} for r in rows]
 
 
-def delete_employees(engine: Engine, tenant: str, employee_ids: list[int], *, status: str, actor: str) -> int:
-    """Delete these employees in one transaction, each still of `status` (a sync in between may have
-    changed one: it is left alone); one audit entry names them. Returns how many were deleted."""
+def delete_employees(
+    engine: Engine, tenant: str, employee_ids: list[int], *, status: str, actor: str, wait: float | None = None
+) -> int:
+    """Delete these employees in one transaction under the tenant's lock (as `delete_employee`), each still of
+    `status` (a sync in between may have changed one: it is left alone); one audit entry names them. Returns how
+    many were deleted."""
     if status not in DELETABLE:
         raise StoreConflict(f"Employees that are {status} are not deleted by hand (the source is the truth).")
-    with Session(engine) as session, session.begin():
-        get_tenant(session, tenant)
+    with Session(engine) as session:
+        get_tenant(session, tenant)  # an unknown tenant: said without waiting for a sync
+    with holding_tenant(engine, tenant, doing="the deletion", wait=wait), Session(engine) as session, session.begin():
         gone = delete_employee_rows(
             session.connection(), tenant, Employee.id.in_(employee_ids), Employee.status == status
         )

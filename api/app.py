@@ -772,7 +772,8 @@ def _routes(app: FastAPI) -> None:
     def delete_employee(
         request: Request, tenant: TenantId, caller: Caller, employee_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
     ) -> Response:
-        """Delete a non_matching, terminated or unmanaged employee; a synced one is refused (409)."""
+        """Delete a non_matching, terminated or unmanaged employee; a synced one is refused (409). A running sync of
+        the tenant is waited for a few seconds, then the deletion is refused (409, naming it)."""
         ops.delete_employee(engine_of(request), tenant, employee_id, actor=caller.name)
         return Response(status_code=204)
 

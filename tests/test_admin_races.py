@@ -25,13 +25,21 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 import admin.operations as ops
-from admin.operations import CLI, disconnect_tenant, erase, save_settings
+from admin.operations import CLI, delete_employee, delete_employees, disconnect_tenant, erase, save_settings
 from pipeline import Selection
 from sources.normalize import normalize
 from store.erase import erase_employee
 from store.locks import TenantBusyError, tenant_lock
 from store.models import AuditEntry, Employee, Integration, Run, RunChange
-from store.repo import StoreNotFound, add_tenant, connect, replace_groups, select_groups, start_run
+from store.repo import (
+    StoreNotFound,
+    add_employee,
+    add_tenant,
+    connect,
+    replace_groups,
+    select_groups,
+    start_run,
+)
 from store.suppressions import suppressed_since
 from tests.processes import clean_env, run_provision
 from tests.runs import sync_snapshot
@@ -317,6 +325,38 @@ def held_by_a_sync(engine: Engine) -> Iterator[str]:
     sync_snapshot(engine, "acme", snapshot, selection=Selection(group_ids=("g",)))
     with tenant_lock(engine, "acme"):
         yield start_run(engine, "acme", trigger="schedule", parameters={}, flow_run_id=None, dry_run=False)
+
+
+def employee_ids(engine: Engine) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(Employee.id).where(Employee.tenant_id == "acme")).scalars())
+
+
+def test_a_delete_by_hand_while_a_sync_runs_is_refused_naming_it_and_deletes_nothing(
+    engine: Engine, held_by_a_sync: str
+) -> None:
+    """A deletion is an admin's change to what a sync reads, as an erasure is: it waits for the tenant's lock (a
+    sync that had read the employees would write to, and record, one deleted meanwhile)."""
+    unmanaged = add_employee(engine, "acme", email="hand.made@acme.example", first_name="Hand", last_name="Made").id
+    before = employee_ids(engine)
+    with pytest.raises(TenantBusyError) as refused:
+        delete_employee(engine, "acme", unmanaged, actor=CLI, wait=0.3)
+    refusal(refused, held_by_a_sync, "deletion")
+    with pytest.raises(TenantBusyError) as refused_many:
+        delete_employees(engine, "acme", [unmanaged], status="unmanaged", actor=CLI, wait=0.3)
+    refusal(refused_many, held_by_a_sync, "deletion")
+    assert employee_ids(engine) == before
+
+
+def test_a_delete_by_hand_waits_for_a_running_sync_then_deletes(engine: Engine) -> None:
+    add_tenant(engine, "acme")
+    unmanaged = add_employee(engine, "acme", email="hand.made@acme.example", first_name="Hand", last_name="Made").id
+    with ThreadPoolExecutor(1) as pool:
+        with tenant_lock(engine, "acme"):  # a sync holding the tenant
+            deleting = in_background(pool, delete_employee, engine, "acme", unmanaged, actor=CLI, wait=60)
+            assert not deleting.done(), "the deletion did not wait for the running sync"
+        deleting.result(timeout=60)
+    assert unmanaged not in employee_ids(engine)
 
 
 def test_provision_erase_is_refused_in_one_sentence_while_a_sync_runs(
