@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from scratch import scratch_database  # bench/ is the script's own folder, first on sys.path
-from sync_bench import CONNECTION, TOKEN, simulator_process
+from sync_bench import CONNECTION, TOKEN, bench_tenant, simulator_process
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -165,28 +165,11 @@ def run(
         scratch_database(db, Path(tmp)) as url,
         _simulator(users, seed, latency_ms) as base_url,
     ):
-        os.environ["PROVISIONING_DATABASE_URL"] = url
-        os.environ["UNIFIED_API_TOKEN"] = TOKEN
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-        from prefect import flow
-
+        engine = bench_tenant(url, base_url)
         from flows.sync_tenant import sync_tenant
-        from store.db import make_engine
-        from store.repo import add_tenant, connect, select_groups
 
-        @flow(name="bench-warm-up")
-        def warm_up() -> None:  # starts Prefect's temporary API before the first run is measured
-            return None
-
-        warm_up()
         if stages or settle:
             _meter_stages(settle)
-        engine = make_engine()
-        add_tenant(engine, "bench")
-        connect(engine, "bench", provider="entra", connection_id=CONNECTION, base_url=base_url)
-        select_groups(engine, "bench", [], all_users=True)
         print(
             f"started: RSS {METER.current_kb() / 1024:.0f} MB, peak {METER.window_peak_kb() / 1024:.0f} MB", flush=True
         )

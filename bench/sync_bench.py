@@ -281,6 +281,33 @@ def _floors(engine: Any, tenant: str, base_url: str) -> dict[str, float]:
     return floors
 
 
+def bench_tenant(database_url: str, base_url: str) -> Any:
+    """This process set up as the benches run the real flow: the employee database and the token in the
+    environment, Prefect's temporary API started (so that its start-up is outside every clock), and tenant
+    `bench` connected to the simulator at `base_url`, syncing all users. bench/memory_bench.py sets up alike."""
+    os.environ["PROVISIONING_DATABASE_URL"] = database_url
+    os.environ["UNIFIED_API_TOKEN"] = TOKEN
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    from prefect import flow
+
+    import settings.allocator  # noqa: F401  (as the product's entry points: before anything imports polars)
+    from store.db import make_engine
+    from store.repo import add_tenant, connect, select_groups
+
+    @flow(name="bench-warm-up")
+    def warm_up() -> None:  # starts Prefect's temporary API before the clock runs
+        return None
+
+    warm_up()
+    engine = make_engine()
+    add_tenant(engine, "bench")
+    connect(engine, "bench", provider="entra", connection_id=CONNECTION, base_url=base_url)
+    select_groups(engine, "bench", [], all_users=True)
+    return engine
+
+
 def child(users: int, db: str, latency_ms: float, seed: int) -> dict[str, Any]:
     from simulator.generator import generate_dataset
 
@@ -290,26 +317,8 @@ def child(users: int, db: str, latency_ms: float, seed: int) -> dict[str, Any]:
         source_file = tmp / "source.json"
         _write(source_file, dataset)
         with scratch_database(db, tmp) as url, _simulator(source_file, latency_ms) as base_url:
-            os.environ["PROVISIONING_DATABASE_URL"] = url
-            os.environ["UNIFIED_API_TOKEN"] = TOKEN
-            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-            from prefect import flow
-
-            from store.db import make_engine
-            from store.repo import add_tenant, connect, select_groups
-
-            @flow(name="bench-warm-up")
-            def warm_up() -> None:  # starts Prefect's temporary API before the clock runs
-                return None
-
-            warm_up()
+            engine = bench_tenant(url, base_url)
             _time_stages()
-            engine = make_engine()
-            add_tenant(engine, "bench")
-            connect(engine, "bench", provider="entra", connection_id=CONNECTION, base_url=base_url)
-            select_groups(engine, "bench", [], all_users=True)
 
             result: dict[str, Any] = {"users": users, "db": db, "latency_ms": latency_ms}
             result["initial"] = _measured_sync(engine, "bench")
