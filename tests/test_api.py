@@ -445,6 +445,10 @@ def test_every_generated_request_gets_no_5xx_and_an_answer_its_schema_describes(
     add_employee(service.engine, "acme", email="hand@acme.example", first_name="Hand", last_name="Made")
     connect(service)
     schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
+    # Invalid input may also be refused as too large: a generated body over the documented 64 KiB cap gets 413
+    # before its content is read (a new list: the default one is shared by every config).
+    rejection = schema.config.checks.negative_data_rejection
+    rejection.expected_statuses = [*rejection.expected_statuses, "413"]
     headers = {"Authorization": f"Bearer {service.keys['platform']}"}
 
     def exercise(operation: Any, mode: GenerationMode) -> None:
